@@ -1,0 +1,9 @@
+//! `starvation`: detect thread-pool starvation in a containerised web service and scale it out
+//! before its users feel it. One module per component; see `docs/architecture.md`.
+
+pub mod cli;
+
+/// Returned by a command the user stopped with Ctrl-C after it cleaned up; `main` exits 130.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
