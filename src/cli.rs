@@ -16,10 +16,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the workload service (the system under test): an HTTP service whose .NET-like
+    /// thread pool starves under blocking load, with the original's Prometheus gauges.
+    Serve(crate::workload::Opts),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Serve(opts) => crate::workload::run(opts).await,
+    }
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default `info` level.
@@ -29,5 +34,6 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

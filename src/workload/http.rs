@@ -1,0 +1,132 @@
+//! The service's HTTP front door. Handlers run on tokio, never on the pool model: only the
+//! blocking work item of `/test-threadpool` goes to the pool, so the queue is the real backlog.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::App;
+use super::metrics::RouteLabels;
+use super::store::TestDocument;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/test-threadpool", get(test_threadpool))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .layer(middleware::from_fn_with_state(app.clone(), track))
+        .with_state(app)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the thread pool dropped the work item (the service is shutting down)")]
+    PoolGone,
+    #[error("storing the document failed: {0}")]
+    Store(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "error": self.to_string() }));
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+/// The original endpoint: block one pool thread for `--block-ms` (sync-over-async), then store
+/// the document.
+async fn test_threadpool(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let (done, wait) = tokio::sync::oneshot::channel();
+    let block = app.block;
+    let queued = Instant::now();
+    app.pool.enqueue(move || {
+        let waited = queued.elapsed();
+        std::thread::sleep(block);
+        let _ = done.send(waited);
+    });
+    let waited = wait.await.map_err(|_| ApiError::PoolGone)?;
+    let doc = TestDocument {
+        timestamp: chrono::Utc::now(),
+        note: format!("Blocked a pool thread for {} ms", block.as_millis()),
+    };
+    let timestamp = doc.timestamp;
+    if let Err(e) = app.store.insert(doc).await {
+        app.metrics.store_failures.inc();
+        tracing::warn!("store insert failed: {e}");
+        return Err(ApiError::Store(e.to_string()));
+    }
+    Ok(Json(json!({
+        "status": "ok",
+        "instance": app.instance,
+        "timestamp": timestamp,
+        "queued_ms": waited.as_secs_f64() * 1000.0,
+        "blocked_ms": block.as_millis() as u64,
+    })))
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    app.refresh_metrics();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    let snap = app.pool.snapshot();
+    Json(json!({
+        "status": "ok",
+        "instance": app.instance,
+        "store": app.store.describe(),
+        "pool": {
+            "busy": snap.busy(),
+            "available": snap.available(),
+            "goal": snap.counts.goal,
+            "threads": snap.counts.existing,
+            "queue_length": snap.queue_length,
+        },
+    }))
+}
+
+/// Counts every request by route and status and times it; tracks in-flight requests for the
+/// drain at shutdown.
+async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let start = Instant::now();
+    app.in_flight.fetch_add(1, Ordering::SeqCst);
+    let _guard = InFlightGuard(&app);
+    let response = next.run(req).await;
+    let labels = RouteLabels {
+        route,
+        status: response.status().as_u16().to_string(),
+    };
+    app.metrics.http_requests.get_or_create(&labels).inc();
+    app.metrics
+        .http_latency
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Decrements the in-flight count even when the client goes away mid-request.
+struct InFlightGuard<'a>(&'a App);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}

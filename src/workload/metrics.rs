@@ -1,0 +1,271 @@
+//! The service's Prometheus metrics: the original's gauges (names kept exactly) plus request
+//! counters and latency, encoded with prometheus-client.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use super::pool::Snapshot;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub status: String,
+}
+
+type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// The gauges of the original .NET service. They are both scraped and pushed.
+#[derive(Default)]
+pub struct PoolGauges {
+    pub max_worker_threads: Gauge,
+    pub available_worker_threads: Gauge,
+    pub busy_worker_threads: Gauge,
+    pub max_completion_port_threads: Gauge,
+    pub available_completion_port_threads: Gauge,
+    pub busy_completion_port_threads: Gauge,
+    pub queue_length: Gauge,
+    pub cpu_usage: Gauge<f64, AtomicU64>,
+    pub process_threads: Gauge,
+}
+
+pub struct Metrics {
+    pub gauges: PoolGauges,
+    pub http_requests: Family<RouteLabels, Counter>,
+    pub http_latency: LatencyFamily,
+    pub starvation_injections: Counter,
+    pub threads_created: Counter,
+    pub threads_retired: Counter,
+    pub completed_items: Counter,
+    pub push_failures: Counter,
+    pub store_failures: Counter,
+    /// Everything, for `/metrics`.
+    registry: Registry,
+    /// The gauges alone, for the Pushgateway (classic text format).
+    push_registry: Registry,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let gauges = PoolGauges::default();
+        let mut registry = Registry::default();
+        let mut push_registry = Registry::default();
+        for reg in [&mut registry, &mut push_registry] {
+            register_gauges(reg, &gauges);
+        }
+        let http_requests = Family::<RouteLabels, Counter>::default();
+        let http_latency: LatencyFamily =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 16)));
+        let m = Metrics {
+            gauges,
+            http_requests,
+            http_latency,
+            starvation_injections: Counter::default(),
+            threads_created: Counter::default(),
+            threads_retired: Counter::default(),
+            completed_items: Counter::default(),
+            push_failures: Counter::default(),
+            store_failures: Counter::default(),
+            registry,
+            push_registry,
+        };
+        let mut m = m;
+        let r = &mut m.registry;
+        r.register(
+            "http_requests",
+            "HTTP requests answered, by route and status",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency from accept to response, by route and status",
+            m.http_latency.clone(),
+        );
+        r.register(
+            "threadpool_starvation_injections",
+            "Threads added by the gate thread's starvation rule",
+            m.starvation_injections.clone(),
+        );
+        r.register(
+            "threadpool_threads_created",
+            "Pool OS threads started",
+            m.threads_created.clone(),
+        );
+        r.register(
+            "threadpool_threads_retired",
+            "Pool OS threads that exited after the idle timeout",
+            m.threads_retired.clone(),
+        );
+        r.register(
+            "threadpool_completed_items",
+            "Work items the pool finished",
+            m.completed_items.clone(),
+        );
+        r.register(
+            "pushgateway_push_failures",
+            "Pushes to the Pushgateway that failed",
+            m.push_failures.clone(),
+        );
+        r.register(
+            "store_failures",
+            "Document inserts that failed (answered 503)",
+            m.store_failures.clone(),
+        );
+        m
+    }
+
+    /// Copy the pool's state and the process facts into the gauges.
+    pub fn refresh(&self, snap: &Snapshot, cpu_percent: f64, completion_port_max: u32) {
+        let g = &self.gauges;
+        g.max_worker_threads.set(snap.max_threads as i64);
+        g.available_worker_threads.set(snap.available() as i64);
+        g.busy_worker_threads.set(snap.busy() as i64);
+        // On Linux .NET's portable pool uses no I/O completion threads: max stays at its
+        // default and none are ever busy.
+        g.max_completion_port_threads
+            .set(completion_port_max as i64);
+        g.available_completion_port_threads
+            .set(completion_port_max as i64);
+        g.busy_completion_port_threads.set(0);
+        g.queue_length.set(snap.queue_length as i64);
+        g.cpu_usage.set(cpu_percent);
+        g.process_threads
+            .set(super::process::process_threads() as i64);
+        // Counters mirror the pool's own monotonic totals.
+        sync_counter(&self.starvation_injections, snap.starvation_injections);
+        sync_counter(&self.threads_created, snap.threads_created);
+        sync_counter(&self.threads_retired, snap.threads_retired);
+        sync_counter(&self.completed_items, snap.completed_items);
+    }
+
+    /// OpenMetrics text for `/metrics`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The gauges in the classic text format the Pushgateway parses (no `# EOF` trailer).
+    pub fn encode_for_push(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.push_registry)
+            .expect("writing to a String cannot fail");
+        out.lines()
+            .filter(|l| *l != "# EOF")
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn sync_counter(counter: &Counter, total: u64) {
+    let current = counter.get();
+    if total > current {
+        counter.inc_by(total - current);
+    }
+}
+
+fn register_gauges(reg: &mut Registry, g: &PoolGauges) {
+    reg.register(
+        "max_worker_threads",
+        "Maximum worker threads of the pool (ThreadPool.GetMaxThreads)",
+        g.max_worker_threads.clone(),
+    );
+    reg.register(
+        "available_worker_threads",
+        "Worker threads available: max minus busy (ThreadPool.GetAvailableThreads)",
+        g.available_worker_threads.clone(),
+    );
+    reg.register(
+        "busy_worker_threads",
+        "Worker threads processing work",
+        g.busy_worker_threads.clone(),
+    );
+    reg.register(
+        "max_completion_port_threads",
+        "Maximum I/O completion port threads",
+        g.max_completion_port_threads.clone(),
+    );
+    reg.register(
+        "available_completion_port_threads",
+        "I/O completion port threads available",
+        g.available_completion_port_threads.clone(),
+    );
+    reg.register(
+        "busy_completion_port_threads",
+        "I/O completion port threads busy",
+        g.busy_completion_port_threads.clone(),
+    );
+    reg.register(
+        "system_runtime_threadpool_queue_length",
+        "Work items queued on the pool and not yet started (all queues)",
+        g.queue_length.clone(),
+    );
+    reg.register(
+        "system_runtime_cpu_usage",
+        "Process CPU usage in percent of all processors (.NET cpu-usage)",
+        g.cpu_usage.clone(),
+    );
+    reg.register(
+        "process_number_of_threads",
+        "OS threads of the process",
+        g.process_threads.clone(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::pool::Counts;
+
+    #[test]
+    fn gauges_carry_the_pool_state_under_the_original_names() {
+        let m = Metrics::new();
+        let snap = Snapshot {
+            counts: Counts {
+                goal: 5,
+                existing: 6,
+                processing: 5,
+                requested: 1,
+            },
+            max_threads: 32767,
+            queue_length: 12,
+            starvation_injections: 4,
+            threads_created: 6,
+            threads_retired: 0,
+            completed_items: 9,
+        };
+        m.refresh(&snap, 12.5, 1000);
+        let text = m.encode();
+        for line in [
+            "max_worker_threads 32767",
+            "available_worker_threads 32762",
+            "busy_worker_threads 5",
+            "max_completion_port_threads 1000",
+            "busy_completion_port_threads 0",
+            "system_runtime_threadpool_queue_length 12",
+            "system_runtime_cpu_usage 12.5",
+            "threadpool_starvation_injections_total 4",
+            "threadpool_completed_items_total 9",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        let pushed = m.encode_for_push();
+        assert!(pushed.contains("busy_worker_threads 5\n"));
+        assert!(!pushed.contains("EOF"));
+        assert!(!pushed.contains("http_requests"), "only gauges are pushed");
+    }
+}

@@ -1,0 +1,437 @@
+//! `starvation serve`: the system under test. An HTTP service whose `/test-threadpool` blocks a
+//! thread of a .NET-like pool, so a burst of requests starves the pool exactly like the paper's
+//! .NET 8 service; with the original's gauges, a Pushgateway pusher and a document store.
+
+pub mod http;
+pub mod metrics;
+pub mod pool;
+pub mod process;
+pub mod pusher;
+pub mod store;
+
+use anyhow::Context;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use metrics::Metrics;
+use pool::{CpuSource, PoolConfig, ThreadPool};
+use process::CpuMeter;
+use store::Store;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 2s, 1m)"))
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    about = "Run the workload service: HTTP on --listen, a .NET-like thread pool that \
+starves under blocking load, the original's gauges on /metrics and, with --pushgateway, pushed \
+every --push-interval."
+)]
+pub struct Opts {
+    /// Address to listen on (the paper's service used port 5000).
+    #[arg(long, env = "STARVATION_LISTEN", default_value = "0.0.0.0:5000")]
+    pub listen: SocketAddr,
+
+    /// How long each /test-threadpool request blocks its pool thread, in milliseconds (the
+    /// original's Thread.Sleep(2000) inside Task.Run(...).Wait()).
+    #[arg(long, env = "STARVATION_BLOCK_MS", default_value_t = 2000)]
+    pub block_ms: u64,
+
+    /// Pool min threads: threads released at once, before starvation injection is needed.
+    /// Default: the processor count, cgroup-aware and rounded up like .NET.
+    #[arg(long, env = "STARVATION_MIN_THREADS")]
+    pub min_threads: Option<u32>,
+
+    /// Pool max worker threads (.NET: 32767).
+    #[arg(long, env = "STARVATION_MAX_THREADS", default_value_t = 32767)]
+    pub max_threads: u32,
+
+    /// Gate thread period: how often starvation is checked (.NET: 500ms).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub gate_interval: Duration,
+
+    /// Age of the last dispatch after which a pending request counts as starved, while CPU
+    /// is below --cpu-high-percent (.NET: 500ms).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub starvation_delay: Duration,
+
+    /// Process CPU usage (percent of all processors) from which injection slows down (.NET: 80).
+    #[arg(long, default_value_t = 80.0)]
+    pub cpu_high_percent: f64,
+
+    /// At high CPU a pending request must wait goal x this before a thread is injected
+    /// (.NET: 1s).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub cpu_high_delay_per_thread: Duration,
+
+    /// Idle pool threads exit after this long without work (.NET: 20s).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Reported max_completion_port_threads (.NET on Linux: 1000; none are ever busy).
+    #[arg(long, default_value_t = 1000)]
+    pub max_completion_port_threads: u32,
+
+    /// Pushgateway base URL, e.g. http://pushgateway:9091. Gauges are pushed under
+    /// job=webserver, instance=--instance, and the group is deleted at shutdown.
+    #[arg(long, env = "STARVATION_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+
+    /// How often the gauges are pushed, whatever the request traffic.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub push_interval: Duration,
+
+    /// This replica's `instance` label (letters, digits, `.`, `_`, `:`, `-`). Default:
+    /// hostname:port, plus `-<pid>` with --reuse-port since replicas then share the port.
+    #[arg(long, env = "STARVATION_INSTANCE")]
+    pub instance: Option<String>,
+
+    /// Directory of the SQLite store (created if missing; replicas may share it).
+    #[arg(long, env = "STARVATION_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Store documents in MongoDB (database ThreadPoolTestDb, collection TestData) instead
+    /// of SQLite, e.g. mongodb://user:pass@mongo:27017.
+    #[arg(long, env = "STARVATION_MONGODB_URI")]
+    pub mongodb_uri: Option<String>,
+
+    /// Set SO_REUSEPORT so several replicas on one machine share --listen; the kernel spreads
+    /// connections between them.
+    #[arg(long)]
+    pub reuse_port: bool,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+impl Opts {
+    /// Checks every flag before anything starts; each error names its flag and the fix.
+    pub fn pool_config(&self) -> anyhow::Result<PoolConfig> {
+        let processors = process::processor_count();
+        let min_threads = self.min_threads.unwrap_or(processors);
+        anyhow::ensure!(
+            min_threads >= 1,
+            "--min-threads must be at least 1 (got {min_threads})"
+        );
+        anyhow::ensure!(
+            (1..=32767).contains(&self.max_threads),
+            "--max-threads must be between 1 and 32767 (got {})",
+            self.max_threads
+        );
+        anyhow::ensure!(
+            min_threads <= self.max_threads,
+            "--min-threads ({min_threads}) is above --max-threads ({}); lower --min-threads or raise --max-threads",
+            self.max_threads
+        );
+        for (flag, value) in [
+            ("--gate-interval", self.gate_interval),
+            ("--starvation-delay", self.starvation_delay),
+            (
+                "--cpu-high-delay-per-thread",
+                self.cpu_high_delay_per_thread,
+            ),
+            ("--idle-timeout", self.idle_timeout),
+            ("--push-interval", self.push_interval),
+        ] {
+            anyhow::ensure!(
+                !value.is_zero(),
+                "{flag} must be greater than zero (e.g. 500ms)"
+            );
+        }
+        anyhow::ensure!(
+            self.cpu_high_percent > 0.0 && self.cpu_high_percent <= 100.0,
+            "--cpu-high-percent must be in (0, 100] (got {})",
+            self.cpu_high_percent
+        );
+        Ok(PoolConfig {
+            min_threads,
+            max_threads: self.max_threads,
+            gate_interval: self.gate_interval,
+            starvation_delay: self.starvation_delay,
+            cpu_high_percent: self.cpu_high_percent,
+            cpu_high_delay_per_thread: self.cpu_high_delay_per_thread,
+            idle_timeout: self.idle_timeout,
+        })
+    }
+
+    fn pushgateway_url(&self) -> anyhow::Result<Option<String>> {
+        let Some(raw) = &self.pushgateway else {
+            return Ok(None);
+        };
+        let url = reqwest::Url::parse(raw).map_err(|e| {
+            anyhow::anyhow!(
+                "--pushgateway {raw:?} is not a URL ({e}); expected e.g. http://pushgateway:9091"
+            )
+        })?;
+        anyhow::ensure!(
+            matches!(url.scheme(), "http" | "https") && url.host().is_some(),
+            "--pushgateway {raw:?} must be an http(s) URL with a host, e.g. http://pushgateway:9091"
+        );
+        Ok(Some(raw.trim_end_matches('/').to_owned()))
+    }
+
+    fn instance_name(&self, bound: SocketAddr) -> anyhow::Result<String> {
+        let name = match &self.instance {
+            Some(name) => name.clone(),
+            None => {
+                let host = gethostname::gethostname().to_string_lossy().into_owned();
+                let mut name = format!("{host}:{}", bound.port());
+                if self.reuse_port {
+                    name.push_str(&format!("-{}", std::process::id()));
+                }
+                name
+            }
+        };
+        anyhow::ensure!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c)),
+            "--instance {name:?} may hold only letters, digits, '.', '_', ':' and '-'"
+        );
+        Ok(name)
+    }
+}
+
+/// The gate thread samples CPU each tick (like .NET's gate); the gauge shows the latest sample.
+struct GateCpu {
+    meter: CpuMeter,
+    latest_bits: AtomicU64,
+}
+
+impl GateCpu {
+    fn latest(&self) -> f64 {
+        f64::from_bits(self.latest_bits.load(Ordering::Relaxed))
+    }
+}
+
+impl CpuSource for GateCpu {
+    fn cpu_percent(&self) -> f64 {
+        let p = self.meter.sample();
+        self.latest_bits.store(p.to_bits(), Ordering::Relaxed);
+        p
+    }
+}
+
+/// Shared state of one running service.
+pub struct App {
+    pub pool: ThreadPool,
+    pub metrics: Metrics,
+    pub store: Box<dyn Store>,
+    pub instance: String,
+    block: Duration,
+    completion_port_max: u32,
+    cpu: Arc<GateCpu>,
+    in_flight: AtomicUsize,
+}
+
+impl App {
+    pub fn refresh_metrics(&self) {
+        self.metrics.refresh(
+            &self.pool.snapshot(),
+            self.cpu.latest(),
+            self.completion_port_max,
+        );
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// A started service: bound, serving, pushing. Stop it with [`Server::shutdown`].
+pub struct Server {
+    addr: SocketAddr,
+    app: Arc<App>,
+    stop_serving: CancellationToken,
+    stop_pushing: CancellationToken,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    pushing: Option<tokio::task::JoinHandle<()>>,
+    drain_timeout: Duration,
+}
+
+impl Server {
+    /// Validate the options, open the store, bind, and start serving and pushing.
+    pub async fn start(opts: Opts) -> anyhow::Result<Server> {
+        let pool_config = opts.pool_config()?;
+        let pushgateway = opts.pushgateway_url()?;
+        let store: Box<dyn Store> = match &opts.mongodb_uri {
+            Some(uri) => Box::new(store::MongoStore::connect(uri).await?),
+            None => Box::new(store::SqliteStore::open(&opts.data_dir)?),
+        };
+        let listener = bind(opts.listen, opts.reuse_port).with_context(|| {
+            format!(
+                "--listen {}: cannot bind; is another replica on that port? pick another \
+                 port, or pass --reuse-port to every replica sharing it",
+                opts.listen
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        let instance = opts.instance_name(addr)?;
+        let cpu = Arc::new(GateCpu {
+            meter: CpuMeter::new(process::processor_count()),
+            latest_bits: AtomicU64::new(0f64.to_bits()),
+        });
+        let pool = ThreadPool::start(pool_config, cpu.clone()).context("starting the pool")?;
+        let app = Arc::new(App {
+            pool,
+            metrics: Metrics::new(),
+            store,
+            instance,
+            block: Duration::from_millis(opts.block_ms),
+            completion_port_max: opts.max_completion_port_threads,
+            cpu,
+            in_flight: AtomicUsize::new(0),
+        });
+        tracing::info!(
+            "serving on {addr} as instance {} (store: {}, min threads {})",
+            app.instance,
+            app.store.describe(),
+            app.pool.config().min_threads
+        );
+
+        let stop_serving = CancellationToken::new();
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let serve = axum::serve(listener, http::router(app.clone()))
+            .with_graceful_shutdown(stop_serving.clone().cancelled_owned());
+        let serving = tokio::spawn(async move { serve.await });
+
+        let stop_pushing = CancellationToken::new();
+        let pushing = pushgateway.map(|gateway| {
+            let pusher = pusher::Pusher::new(&gateway, &app.instance, opts.push_interval);
+            tracing::info!(
+                "pushing gauges to {} every {:?}",
+                pusher.group_url(),
+                opts.push_interval
+            );
+            tokio::spawn(pusher.run(app.clone(), stop_pushing.clone()))
+        });
+        Ok(Server {
+            addr,
+            app,
+            stop_serving,
+            stop_pushing,
+            serving,
+            pushing,
+            drain_timeout: opts.drain_timeout,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Stop accepting, let in-flight requests finish within the drain timeout, then stop the
+    /// pusher (which deletes its Pushgateway group).
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop_serving.cancel();
+        let mut serving = self.serving;
+        match tokio::time::timeout(self.drain_timeout, &mut serving).await {
+            Ok(result) => result.context("the HTTP server task failed")??,
+            Err(_) => {
+                tracing::warn!(
+                    "drain timeout ({:?}) reached with {} requests in flight; dropping them",
+                    self.drain_timeout,
+                    self.app.in_flight()
+                );
+                serving.abort();
+            }
+        }
+        self.stop_pushing.cancel();
+        if let Some(pushing) = self.pushing {
+            let _ = tokio::time::timeout(Duration::from_secs(10), pushing).await;
+        }
+        Ok(())
+    }
+}
+
+fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+    }
+}
+
+pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    let server = Server::start(opts).await?;
+    // Scripts and tests read the bound address (useful with port 0) from this line.
+    println!("listening on http://{}", server.local_addr());
+    shutdown_signal().await;
+    server.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &[&str]) -> Opts {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        Opts::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn bad_flags_name_themselves() {
+        let err = |args: &[&str]| opts(args).pool_config().unwrap_err().to_string();
+        assert!(err(&["--min-threads", "9", "--max-threads", "4"]).contains("--min-threads (9)"));
+        assert!(err(&["--min-threads", "0"]).contains("--min-threads"));
+        assert!(err(&["--idle-timeout", "0s"]).contains("--idle-timeout"));
+        assert!(err(&["--push-interval", "0ms"]).contains("--push-interval"));
+        assert!(err(&["--max-threads", "40000"]).contains("--max-threads"));
+        let e = opts(&["--pushgateway", "not a url"])
+            .pushgateway_url()
+            .unwrap_err();
+        assert!(e.to_string().contains("--pushgateway"));
+        let e = opts(&["--pushgateway", "ftp://x"])
+            .pushgateway_url()
+            .unwrap_err();
+        assert!(e.to_string().contains("http(s)"));
+        let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let e = opts(&["--instance", "a/b"])
+            .instance_name(addr)
+            .unwrap_err();
+        assert!(e.to_string().contains("--instance"));
+        assert!(Opts::try_parse_from(["serve", "--gate-interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn defaults_follow_dotnet() {
+        let o = opts(&[]);
+        let cfg = o.pool_config().unwrap();
+        assert_eq!(cfg.min_threads, process::processor_count());
+        assert_eq!(cfg, PoolConfig::dotnet_defaults(process::processor_count()));
+        assert_eq!(o.listen.port(), 5000);
+        assert_eq!(o.block_ms, 2000);
+        let addr: SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        assert!(o.instance_name(addr).unwrap().ends_with(":5000"));
+        let shared = opts(&["--reuse-port"]).instance_name(addr).unwrap();
+        assert!(shared.ends_with(&format!(":5000-{}", std::process::id())));
+    }
+}

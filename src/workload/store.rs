@@ -1,0 +1,257 @@
+//! Where `/test-threadpool` writes its document `{Timestamp, Note}`: SQLite by default,
+//! MongoDB (the original's store) with `--mongodb-uri`.
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The original's document.
+#[derive(Debug, Clone)]
+pub struct TestDocument {
+    pub timestamp: DateTime<Utc>,
+    pub note: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("the store task failed: {0}")]
+    Task(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// One insert per request; implementations must be safe to share between requests.
+pub trait Store: Send + Sync + 'static {
+    fn insert(&self, doc: TestDocument) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// For logs and `/healthz`.
+    fn describe(&self) -> String;
+}
+
+/// SQLite in WAL mode with a busy timeout, so several replica processes can write one file.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Arc<Mutex<rusqlite::Connection>>,
+}
+
+impl SqliteStore {
+    pub const FILE_NAME: &'static str = "workload.sqlite3";
+
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Config(format!(
+                "--data-dir {}: cannot create it: {e}; pass a writable directory",
+                data_dir.display()
+            ))
+        })?;
+        let path = data_dir.join(Self::FILE_NAME);
+        let conn = rusqlite::Connection::open(&path).map_err(|e| {
+            StoreError::Config(format!(
+                "--data-dir {}: cannot open {}: {e}; pass a writable directory",
+                data_dir.display(),
+                path.display()
+            ))
+        })?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // WAL lets readers and one writer proceed together; the busy timeout queues writers
+        // of other processes instead of failing with SQLITE_BUSY.
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Config(format!(
+                "--data-dir {}: SQLite refused WAL mode (got {mode}); use a local filesystem",
+                data_dir.display()
+            )));
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS test_data (
+                 id INTEGER PRIMARY KEY,
+                 timestamp TEXT NOT NULL,
+                 note TEXT NOT NULL
+             );",
+        )
+        .map_err(|e| {
+            StoreError::Config(format!(
+                "--data-dir {}: cannot write {}: {e}; pass a writable directory",
+                data_dir.display(),
+                path.display()
+            ))
+        })?;
+        Ok(SqliteStore {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    pub fn count(&self) -> Result<u64, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM test_data", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+}
+
+impl Store for SqliteStore {
+    fn insert(&self, doc: TestDocument) -> BoxFuture<'_, Result<(), StoreError>> {
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            // SQLite blocks: run it on tokio's blocking threads, never on the pool model.
+            tokio::task::spawn_blocking(move || {
+                let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                conn.execute(
+                    "INSERT INTO test_data (timestamp, note) VALUES (?1, ?2)",
+                    (doc.timestamp.to_rfc3339(), doc.note),
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite {}", self.path.display())
+    }
+}
+
+/// The original's MongoDB store: database `ThreadPoolTestDb`, collection `TestData`.
+pub struct MongoStore {
+    collection: mongodb::Collection<mongodb::bson::Document>,
+    hosts: String,
+}
+
+impl MongoStore {
+    pub const DATABASE: &'static str = "ThreadPoolTestDb";
+    pub const COLLECTION: &'static str = "TestData";
+
+    /// Parses the URI now (a bad URI fails at start); connects lazily on first insert.
+    pub async fn connect(uri: &str) -> Result<MongoStore, StoreError> {
+        let mut options = mongodb::options::ClientOptions::parse(uri)
+            .await
+            .map_err(|e| {
+                StoreError::Config(format!(
+                    "--mongodb-uri: {e}; expected e.g. mongodb://user:pass@host:27017"
+                ))
+            })?;
+        // Fail one request quickly (503) rather than hang it for the default 30 s.
+        if options.server_selection_timeout.is_none() {
+            options.server_selection_timeout = Some(Duration::from_secs(5));
+        }
+        let hosts = options
+            .hosts
+            .iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let client = mongodb::Client::with_options(options)?;
+        let collection = client.database(Self::DATABASE).collection(Self::COLLECTION);
+        Ok(MongoStore { collection, hosts })
+    }
+
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .collection
+            .count_documents(mongodb::bson::doc! {})
+            .await?)
+    }
+}
+
+impl Store for MongoStore {
+    fn insert(&self, doc: TestDocument) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let document = mongodb::bson::doc! {
+                "Timestamp": mongodb::bson::DateTime::from_millis(doc.timestamp.timestamp_millis()),
+                "Note": doc.note,
+            };
+            self.collection.insert_one(document).await?;
+            Ok(())
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "mongodb {} ({}.{})",
+            self.hosts,
+            Self::DATABASE,
+            Self::COLLECTION
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_is_shared_safely_by_two_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SqliteStore::open(dir.path()).unwrap();
+        let b = SqliteStore::open(dir.path()).unwrap();
+        let mut tasks = vec![];
+        let (a, b) = (Arc::new(a), Arc::new(b));
+        for i in 0..100 {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                store
+                    .insert(TestDocument {
+                        timestamp: Utc::now(),
+                        note: format!("n{i}"),
+                    })
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(a.count().unwrap(), 100);
+        assert_eq!(b.count().unwrap(), 100);
+    }
+
+    #[test]
+    fn unwritable_data_dir_names_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = SqliteStore::open(&file.join("sub"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("--data-dir"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bad_mongodb_uri_names_the_flag() {
+        let err = MongoStore::connect("postgres://nope")
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("--mongodb-uri"), "{err}");
+    }
+
+    /// Runs against a real MongoDB only when one is given: none can be installed here.
+    #[tokio::test]
+    async fn mongodb_inserts_when_a_server_is_given() {
+        let Ok(uri) = std::env::var("STARVATION_TEST_MONGODB_URI") else {
+            eprintln!(
+                "SKIPPED mongodb_inserts_when_a_server_is_given: set STARVATION_TEST_MONGODB_URI \
+                 to a MongoDB server to run it (no MongoDB package exists on this machine)"
+            );
+            return;
+        };
+        let store = MongoStore::connect(&uri).await.unwrap();
+        let before = store.count().await.unwrap();
+        store
+            .insert(TestDocument {
+                timestamp: Utc::now(),
+                note: "test".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.count().await.unwrap(), before + 1);
+    }
+}
