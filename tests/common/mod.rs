@@ -1,0 +1,147 @@
+//! Helpers shared by the integration tests: real processes with kill-on-drop guards, free
+//! loopback ports, and the rule for external binaries (fail under CI, skip loudly elsewhere).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Finds an external binary. Missing: under `STARVATION_REQUIRE_EXTERNAL=1` (set by `.ci/run`)
+/// the test fails; otherwise it prints a loud SKIPPED line and the caller returns.
+pub fn external(binary: &str, package: &str, test: &str) -> Option<PathBuf> {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let path = PathBuf::from(dir).join(binary);
+        if path.is_file() {
+            return Some(path);
+        }
+    }
+    let msg = format!("{binary} not found: install it with `apt-get install {package}`");
+    if std::env::var("STARVATION_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
+        panic!("{test}: {msg} (STARVATION_REQUIRE_EXTERNAL=1 forbids skipping)");
+    }
+    eprintln!("\n*** SKIPPED {test}: {msg} ***\n");
+    None
+}
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGTERM, then wait up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        self.wait_for(timeout)
+    }
+
+    pub fn wait_for(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn starvation_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_starvation")
+}
+
+/// Starts `starvation serve ARGS` and waits for its "listening on" line.
+pub fn spawn_serve(args: &[&str]) -> (Proc, SocketAddr) {
+    let mut child = Command::new(starvation_bin())
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting starvation serve");
+    let stdout = child.stdout.take().unwrap();
+    let proc = Proc {
+        child,
+        name: "starvation serve".into(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("starvation serve did not report its address within 20 s");
+    (proc, addr)
+}
+
+/// Starts the Debian Pushgateway on a free loopback port; `None` when skipped.
+pub async fn start_pushgateway(test: &str) -> Option<(Proc, String)> {
+    let bin = external("prometheus-pushgateway", "prometheus-pushgateway", test)?;
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting prometheus-pushgateway");
+    let proc = Proc {
+        child,
+        name: "pushgateway".into(),
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http_ok(&format!("{url}/-/ready"), Duration::from_secs(20)).await;
+    Some((proc, url))
+}
+
+pub async fn wait_http_ok(url: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(r) = reqwest::get(url).await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} not ready within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Value of an unlabelled or fully labelled sample line in Prometheus text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}

@@ -1,0 +1,240 @@
+//! `starvation serve` against real HTTP clients: starvation, injection, gauges, store failures,
+//! drain on SIGTERM, and bad flags.
+
+mod common;
+
+use clap::Parser;
+use common::{sample, spawn_serve};
+use starvation::workload::store::SqliteStore;
+use starvation::workload::{Opts, Server};
+use std::time::{Duration, Instant};
+
+async fn start(args: &[&str]) -> Server {
+    let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    Server::start(Opts::try_parse_from(all).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forty_blocking_requests_starve_the_pool_and_the_gate_injects_two_threads_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let server = start(&[
+        "--min-threads",
+        "2",
+        "--block-ms",
+        "300",
+        "--data-dir",
+        data_dir,
+    ])
+    .await;
+    let base = format!("http://{}", server.local_addr());
+    let client = reqwest::Client::new();
+
+    // Watch the gauges while the burst runs.
+    let watcher = {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let mut samples = vec![];
+            while start.elapsed() < Duration::from_secs(20) {
+                let text = client.get(format!("{base}/metrics")).send().await.unwrap();
+                let text = text.text().await.unwrap();
+                let queue = sample(&text, "system_runtime_threadpool_queue_length").unwrap();
+                let busy = sample(&text, "busy_worker_threads").unwrap();
+                samples.push((start.elapsed(), queue, busy));
+                if samples.len() > 5 && queue == 0.0 && busy == 0.0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            samples
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let burst_start = Instant::now();
+    let requests = (0..40).map(|_| client.get(format!("{base}/test-threadpool")).send());
+    let responses = futures::future::join_all(requests).await;
+    for r in responses {
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    let samples = watcher.await.unwrap();
+
+    let peak_queue = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+    let peak_busy = samples.iter().map(|s| s.2).fold(0.0, f64::max);
+    assert!(
+        peak_queue >= 20.0,
+        "the burst must back up the queue: {samples:?}"
+    );
+    // Starvation lasts while the queue is non-empty.
+    let starved_until = samples
+        .iter()
+        .filter(|s| s.1 > 0.0)
+        .map(|s| s.0)
+        .max()
+        .unwrap();
+    let starved_for = starved_until.saturating_sub(Duration::from_millis(100));
+
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let injections = sample(&text, "threadpool_starvation_injections_total").unwrap();
+    let rate = injections / starved_for.as_secs_f64();
+    eprintln!("injected {injections} threads in {starved_for:?} of starvation: {rate:.2}/s");
+    assert!(
+        (1.3..=2.6).contains(&rate),
+        "expected ~2 injections/s, got {injections} in {starved_for:?} = {rate:.2}/s"
+    );
+    assert!(
+        peak_busy > 2.0,
+        "threads must grow past min threads: {samples:?}"
+    );
+
+    // The gauges agree with what happened.
+    assert_eq!(
+        sample(&text, "system_runtime_threadpool_queue_length"),
+        Some(0.0)
+    );
+    assert_eq!(sample(&text, "busy_worker_threads"), Some(0.0));
+    assert_eq!(sample(&text, "available_worker_threads"), Some(32767.0));
+    assert_eq!(sample(&text, "max_worker_threads"), Some(32767.0));
+    assert_eq!(
+        sample(&text, "threadpool_completed_items_total"),
+        Some(40.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"http_requests_total{route="/test-threadpool",status="200"}"#
+        ),
+        Some(40.0)
+    );
+    assert!(sample(&text, "process_number_of_threads").unwrap() >= 2.0 + injections);
+    let health: serde_json::Value = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["pool"]["goal"].as_f64().unwrap(), 2.0 + injections);
+    assert!(peak_busy <= 2.0 + injections);
+    assert_eq!(SqliteStore::open(dir.path()).unwrap().count().unwrap(), 40);
+    assert!(burst_start.elapsed() < Duration::from_secs(20));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_answers_503_and_the_service_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let server = start(&["--block-ms", "0", "--data-dir", data_dir]).await;
+    let base = format!("http://{}", server.local_addr());
+    let ok = reqwest::get(format!("{base}/test-threadpool"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+
+    // Break the store behind the service's back.
+    let conn = rusqlite::Connection::open(dir.path().join(SqliteStore::FILE_NAME)).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute_batch("DROP TABLE test_data").unwrap();
+    let failed = reqwest::get(format!("{base}/test-threadpool"))
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 503);
+    let body: serde_json::Value = failed.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("storing the document failed")
+    );
+
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(sample(&text, "store_failures_total"), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            r#"http_requests_total{route="/test-threadpool",status="503"}"#
+        ),
+        Some(1.0)
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut proc, addr) = spawn_serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--block-ms",
+        "1500",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let url = format!("http://{addr}/test-threadpool");
+    let in_flight = tokio::spawn(async move { reqwest::get(url).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = proc.pid();
+    let waiter = tokio::task::spawn_blocking(move || {
+        let status = proc.terminate(Duration::from_secs(15));
+        (proc, status)
+    });
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200, "the in-flight request finishes");
+    let (_proc, status) = waiter.await.unwrap();
+    let status = status.unwrap_or_else(|| panic!("pid {pid} did not exit after SIGTERM"));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .is_err(),
+        "no longer serving"
+    );
+}
+
+#[test]
+fn bad_flags_fail_at_start_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    for (args, needle) in [
+        (
+            vec!["--min-threads", "8", "--max-threads", "2"],
+            "--min-threads",
+        ),
+        (vec!["--push-interval", "0s"], "--push-interval"),
+        (vec!["--data-dir", file.to_str().unwrap()], "--data-dir"),
+        (vec!["--mongodb-uri", "http://nope"], "--mongodb-uri"),
+        (vec!["--pushgateway", "::"], "--pushgateway"),
+    ] {
+        let out = std::process::Command::new(common::starvation_bin())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} must fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "nothing started for {args:?}");
+    }
+}
