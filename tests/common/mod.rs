@@ -125,10 +125,10 @@ pub async fn start_pushgateway(test: &str) -> Option<(Proc, String)> {
 pub async fn wait_http_ok(url: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok(r) = reqwest::get(url).await {
-            if r.status().is_success() {
-                return;
-            }
+        if let Ok(r) = reqwest::get(url).await
+            && r.status().is_success()
+        {
+            return;
         }
         assert!(
             Instant::now() < deadline,
