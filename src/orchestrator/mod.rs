@@ -1,0 +1,83 @@
+//! The seam between the scaler and whatever runs the replicas: Docker Swarm through the Engine
+//! API (`swarm`) or child processes on this machine (`local`).
+
+use futures::future::BoxFuture;
+
+/// Per-service scaling bounds. Flags give the defaults; an orchestrator may override them per
+/// service (Swarm: service labels `starvation.min`, `starvation.max`, `starvation.step`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Bounds {
+    pub min: u32,
+    pub max: u32,
+    pub step: u32,
+}
+
+/// Overrides an orchestrator found for one service; `None` keeps the flag's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct BoundsOverride {
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+    pub step: Option<u32>,
+}
+
+impl Bounds {
+    pub fn with(self, o: BoundsOverride) -> Bounds {
+        Bounds {
+            min: o.min.unwrap_or(self.min),
+            max: o.max.unwrap_or(self.max),
+            step: o.step.unwrap_or(self.step),
+        }
+    }
+}
+
+/// What an orchestrator knows about one service.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    /// Desired replicas as configured (Swarm: `Mode.Replicated.Replicas`).
+    pub replicas: u32,
+    pub bounds: BoundsOverride,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error("service {0:?} not found")]
+    NotFound(String),
+    #[error(
+        "service {0:?} runs in global mode (one task per node) and cannot be scaled; \
+         deploy it with `mode: replicated`"
+    )]
+    GlobalMode(String),
+    #[error("service {service:?}: label {label}={value:?} is not a positive integer")]
+    BadLabel {
+        service: String,
+        label: String,
+        value: String,
+    },
+    #[error("service {service:?}: update still out of sequence after {attempts} attempts")]
+    Conflict { service: String, attempts: u32 },
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// Replicas of a service, and scaling it. Implementations must be safe to call concurrently;
+/// the scaler serializes decisions per service itself.
+pub trait Orchestrator: Send + Sync + 'static {
+    fn status<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<ServiceStatus, OrchestratorError>>;
+
+    /// Set the desired replica count (the caller has already applied the bounds).
+    fn scale<'a>(
+        &'a self,
+        service: &'a str,
+        replicas: u32,
+    ) -> BoxFuture<'a, Result<(), OrchestratorError>>;
+
+    /// The services this orchestrator manages.
+    fn services(&self) -> BoxFuture<'_, Result<Vec<ServiceStatus>, OrchestratorError>>;
+
+    /// For logs and the status page, e.g. "swarm (unix:///var/run/docker.sock)".
+    fn describe(&self) -> String;
+}
