@@ -19,11 +19,15 @@ pub enum Command {
     /// Run the workload service (the system under test): an HTTP service whose .NET-like
     /// thread pool starves under blocking load, with the original's Prometheus gauges.
     Serve(crate::workload::Opts),
+    /// Run the scaler ("AlertAPI"): Alertmanager's webhook receiver that scales services on
+    /// Docker Swarm or local processes, within bounds, with dedupe, cooldown and auth.
+    Alertapi(crate::scaler::Opts),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(opts) => crate::workload::run(opts).await,
+        Command::Alertapi(opts) => crate::scaler::run(opts).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod orchestrator;
+pub mod scaler;
 pub mod workload;
 
 /// Returned by a command the user stopped with Ctrl-C after it cleaned up; `main` exits 130.

@@ -1,6 +1,8 @@
 //! The seam between the scaler and whatever runs the replicas: Docker Swarm through the Engine
 //! API (`swarm`) or child processes on this machine (`local`).
 
+pub mod local;
+
 use futures::future::BoxFuture;
 
 /// Per-service scaling bounds. Flags give the defaults; an orchestrator may override them per

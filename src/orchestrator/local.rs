@@ -1,0 +1,224 @@
+//! Replicas as child processes of `starvation serve` on this machine, sharing one port through
+//! `SO_REUSEPORT` (the kernel spreads connections, like Swarm's routing mesh).
+//!
+//! No orphans: every child gets `PR_SET_PDEATHSIG(SIGTERM)`, so it drains and exits if this
+//! process dies, even by SIGKILL; [`LocalOrchestrator::shutdown`] stops them gracefully and
+//! dropping the orchestrator kills any that are left.
+
+use futures::future::BoxFuture;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::Mutex;
+
+use super::{BoundsOverride, Orchestrator, OrchestratorError, ServiceStatus};
+
+/// How to start one replica.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The service name the scaler addresses (e.g. `webserver`).
+    pub service: String,
+    /// The `starvation` executable (normally `std::env::current_exe()`).
+    pub program: PathBuf,
+    /// The address every replica listens on (shared with `--reuse-port`).
+    pub listen: std::net::SocketAddr,
+    /// Further `serve` arguments for every replica (e.g. `--block-ms 2000`).
+    pub serve_args: Vec<String>,
+    /// How long a replica may take to drain after SIGTERM before it is killed.
+    pub stop_timeout: Duration,
+}
+
+struct Replica {
+    id: u32,
+    child: Child,
+    // Kept open so the child's later writes to stdout never hit a closed pipe.
+    _stdout: ChildStdout,
+}
+
+pub struct LocalOrchestrator {
+    cfg: LocalConfig,
+    replicas: Mutex<Vec<Replica>>,
+    next_id: std::sync::atomic::AtomicU32,
+}
+
+impl LocalOrchestrator {
+    /// Starts `initial` replicas and waits until each listens.
+    pub async fn start(
+        cfg: LocalConfig,
+        initial: u32,
+    ) -> Result<LocalOrchestrator, OrchestratorError> {
+        let orch = LocalOrchestrator {
+            cfg,
+            replicas: Mutex::new(Vec::new()),
+            next_id: std::sync::atomic::AtomicU32::new(1),
+        };
+        orch.scale_to(initial).await?;
+        Ok(orch)
+    }
+
+    pub fn config(&self) -> &LocalConfig {
+        &self.cfg
+    }
+
+    /// Process ids of the running replicas, oldest first.
+    pub async fn pids(&self) -> Vec<u32> {
+        let mut replicas = self.replicas.lock().await;
+        reap(&mut replicas);
+        replicas.iter().filter_map(|r| r.child.id()).collect()
+    }
+
+    async fn scale_to(&self, target: u32) -> Result<(), OrchestratorError> {
+        let mut replicas = self.replicas.lock().await;
+        reap(&mut replicas);
+        while (replicas.len() as u32) < target {
+            let replica = self.spawn().await?;
+            replicas.push(replica);
+        }
+        // Newest first, like Swarm removing the highest slots.
+        while (replicas.len() as u32) > target {
+            let replica = replicas.pop().expect("len > target >= 0");
+            stop(replica, self.cfg.stop_timeout).await;
+        }
+        Ok(())
+    }
+
+    async fn spawn(&self) -> Result<Replica, OrchestratorError> {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let instance = format!("{}-{id}", self.cfg.service);
+        let mut cmd = Command::new(&self.cfg.program);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(self.cfg.listen.to_string())
+            .arg("--reuse-port")
+            .arg("--instance")
+            .arg(&instance)
+            .args(&self.cfg.serve_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; it only sets a flag on the new process.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            OrchestratorError::Backend(format!(
+                "cannot start replica {instance} ({}): {e}",
+                self.cfg.program.display()
+            ))
+        })?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("listening on ") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if ready != Ok(true) {
+            let _ = child.kill().await;
+            return Err(OrchestratorError::Backend(format!(
+                "replica {instance} did not start listening on {} (see its log above)",
+                self.cfg.listen
+            )));
+        }
+        tracing::info!("started replica {instance} (pid {:?})", child.id());
+        Ok(Replica {
+            id,
+            child,
+            _stdout: lines.into_inner().into_inner(),
+        })
+    }
+
+    /// SIGTERM every replica and wait for their drain.
+    pub async fn shutdown(&self) {
+        let mut replicas = self.replicas.lock().await;
+        let all: Vec<Replica> = replicas.drain(..).collect();
+        futures::future::join_all(all.into_iter().map(|r| stop(r, self.cfg.stop_timeout))).await;
+    }
+}
+
+/// Forget replicas that exited on their own (crash, OOM): the count must stay true.
+fn reap(replicas: &mut Vec<Replica>) {
+    replicas.retain_mut(|r| match r.child.try_wait() {
+        Ok(Some(status)) => {
+            tracing::warn!("replica {} exited on its own: {status}", r.id);
+            false
+        }
+        _ => true,
+    });
+}
+
+async fn stop(mut replica: Replica, timeout: Duration) {
+    if let Some(pid) = replica.child.id() {
+        // SAFETY: kill(2) on our own child, which has not been reaped yet.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    match tokio::time::timeout(timeout, replica.child.wait()).await {
+        Ok(_) => tracing::info!("replica {} stopped", replica.id),
+        Err(_) => {
+            tracing::warn!(
+                "replica {} did not drain within {timeout:?}; killing it",
+                replica.id
+            );
+            let _ = replica.child.kill().await;
+        }
+    }
+}
+
+impl Orchestrator for LocalOrchestrator {
+    fn status<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<ServiceStatus, OrchestratorError>> {
+        Box::pin(async move {
+            if service != self.cfg.service {
+                return Err(OrchestratorError::NotFound(service.to_owned()));
+            }
+            let mut replicas = self.replicas.lock().await;
+            reap(&mut replicas);
+            Ok(ServiceStatus {
+                name: service.to_owned(),
+                replicas: replicas.len() as u32,
+                bounds: BoundsOverride::default(),
+            })
+        })
+    }
+
+    fn scale<'a>(
+        &'a self,
+        service: &'a str,
+        replicas: u32,
+    ) -> BoxFuture<'a, Result<(), OrchestratorError>> {
+        Box::pin(async move {
+            if service != self.cfg.service {
+                return Err(OrchestratorError::NotFound(service.to_owned()));
+            }
+            self.scale_to(replicas).await
+        })
+    }
+
+    fn services(&self) -> BoxFuture<'_, Result<Vec<ServiceStatus>, OrchestratorError>> {
+        Box::pin(async move { Ok(vec![self.status(&self.cfg.service).await?]) })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "local processes of {} on {}",
+            self.cfg.program.display(),
+            self.cfg.listen
+        )
+    }
+}

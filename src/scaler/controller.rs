@@ -1,0 +1,348 @@
+//! Applies the policy: one decision at a time per service, orchestrator calls, the record of
+//! decisions, and the periodic scale-down check (`run_once` / `run`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::alert::{Alert, Notification};
+use super::metrics::{ScaleLabels, ScalerMetrics, ServiceLabels};
+use super::policy::{Action, Decision, FiringAlert, PolicyConfig, ServiceMemory};
+use crate::orchestrator::{Bounds, Orchestrator, OrchestratorError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("orchestrator failed for service {service:?}: {source}")]
+    Orchestrator {
+        service: String,
+        source: OrchestratorError,
+    },
+    #[error("service {service:?} has invalid bounds {bounds:?}: need 1 <= step and min <= max")]
+    BadBounds { service: String, bounds: Bounds },
+}
+
+/// One recorded decision.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Event {
+    pub time: chrono::DateTime<chrono::Utc>,
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// Alert names of the notification, empty for the periodic scale-down check.
+    pub alerts: Vec<String>,
+}
+
+/// What the status page shows for one service.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServiceView {
+    pub name: String,
+    pub replicas: Option<u32>,
+    pub bounds: Option<Bounds>,
+    pub error: Option<String>,
+    pub firing: Vec<FiringAlert>,
+}
+
+pub struct ControllerConfig {
+    pub policy: PolicyConfig,
+    pub bounds: Bounds,
+    pub allow: BTreeSet<String>,
+    pub default_service: Option<String>,
+    pub events_kept: usize,
+    pub audit_log: Option<PathBuf>,
+    pub pushgateway: Option<String>,
+}
+
+pub struct Controller {
+    orchestrator: Arc<dyn Orchestrator>,
+    cfg: ControllerConfig,
+    memories: Mutex<HashMap<String, Arc<tokio::sync::Mutex<ServiceMemory>>>>,
+    events: Mutex<VecDeque<Event>>,
+    audit: Mutex<Option<std::fs::File>>,
+    pub metrics: ScalerMetrics,
+    http: reqwest::Client,
+}
+
+impl Controller {
+    pub fn new(orchestrator: Arc<dyn Orchestrator>, cfg: ControllerConfig) -> anyhow::Result<Self> {
+        let audit = match &cfg.audit_log {
+            Some(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        anyhow::anyhow!("--audit-log {}: cannot append to it: {e}", path.display())
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Controller {
+            orchestrator,
+            cfg,
+            memories: Mutex::new(HashMap::new()),
+            events: Mutex::new(VecDeque::new()),
+            audit: Mutex::new(audit),
+            metrics: ScalerMetrics::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("a client with only a timeout set always builds"),
+        })
+    }
+
+    pub fn orchestrator(&self) -> &Arc<dyn Orchestrator> {
+        &self.orchestrator
+    }
+
+    fn memory(&self, service: &str) -> Arc<tokio::sync::Mutex<ServiceMemory>> {
+        let mut map = self.memories.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(service.to_owned()).or_default().clone()
+    }
+
+    /// The service an alert targets: its `service` label, else `--default-service`.
+    fn target<'a>(&'a self, alert: &'a Alert) -> Result<&'a str, HandleError> {
+        let service = alert
+            .labels
+            .get("service")
+            .map(String::as_str)
+            .or(self.cfg.default_service.as_deref())
+            .ok_or_else(|| {
+                HandleError::Forbidden(format!(
+                    "alert {} has no `service` label and no --default-service is set",
+                    alert.name()
+                ))
+            })?;
+        if !self.cfg.allow.contains(service) {
+            return Err(HandleError::Forbidden(format!(
+                "service {service:?} is not in the allow-list ({}); add it with --allow",
+                self.cfg
+                    .allow
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(service)
+    }
+
+    /// Handle one webhook: every target is checked before anything changes; then one decision
+    /// per service, serialized with any other decision for that service.
+    pub async fn handle(&self, n: &Notification) -> Result<Vec<Decision>, HandleError> {
+        let mut by_service: BTreeMap<&str, Vec<&Alert>> = BTreeMap::new();
+        for alert in &n.alerts {
+            by_service
+                .entry(self.target(alert)?)
+                .or_default()
+                .push(alert);
+        }
+        let mut decisions = vec![];
+        for (service, alerts) in by_service {
+            let memory = self.memory(service);
+            let mut memory = memory.lock().await;
+            let bounds = self.bounds(service).await?;
+            let (current, bounds) = bounds;
+            let plan = memory.plan(
+                service,
+                &alerts,
+                current,
+                bounds,
+                &self.cfg.policy,
+                Instant::now(),
+            );
+            self.carry_out(&plan.decision).await?;
+            memory.commit(&plan, Instant::now());
+            let names: BTreeSet<&str> = alerts.iter().map(|a| a.name()).collect();
+            self.record(
+                &plan.decision,
+                names.into_iter().map(str::to_owned).collect(),
+            );
+            if plan.decision.action != Action::None {
+                self.metrics.alert_endpoint_call.inc();
+                self.push_scale_event();
+            }
+            decisions.push(plan.decision);
+        }
+        Ok(decisions)
+    }
+
+    async fn bounds(&self, service: &str) -> Result<(u32, Bounds), HandleError> {
+        let status = self.orchestrator.status(service).await.map_err(|source| {
+            HandleError::Orchestrator {
+                service: service.to_owned(),
+                source,
+            }
+        })?;
+        self.metrics
+            .replicas
+            .get_or_create(&ServiceLabels {
+                service: service.to_owned(),
+            })
+            .set(status.replicas as i64);
+        let bounds = self.cfg.bounds.with(status.bounds);
+        if bounds.step == 0 || bounds.min > bounds.max {
+            return Err(HandleError::BadBounds {
+                service: service.to_owned(),
+                bounds,
+            });
+        }
+        Ok((status.replicas, bounds))
+    }
+
+    async fn carry_out(&self, d: &Decision) -> Result<(), HandleError> {
+        if d.action == Action::None {
+            return Ok(());
+        }
+        self.orchestrator
+            .scale(&d.service, d.to)
+            .await
+            .map_err(|source| HandleError::Orchestrator {
+                service: d.service.clone(),
+                source,
+            })?;
+        tracing::info!("{}: {} -> {} ({})", d.service, d.from, d.to, d.reason);
+        let (direction, reason) = match d.action {
+            Action::ScaleUp => ("up", format!("{:?}", self.cfg.policy.kind).to_lowercase()),
+            _ => ("down", "scale_down_delay".to_owned()),
+        };
+        self.metrics
+            .scale_events
+            .get_or_create(&ScaleLabels {
+                service: d.service.clone(),
+                direction: direction.to_owned(),
+                reason,
+            })
+            .inc();
+        self.metrics
+            .replicas
+            .get_or_create(&ServiceLabels {
+                service: d.service.clone(),
+            })
+            .set(d.to as i64);
+        Ok(())
+    }
+
+    fn record(&self, decision: &Decision, alerts: Vec<String>) {
+        let event = Event {
+            time: chrono::Utc::now(),
+            decision: decision.clone(),
+            alerts,
+        };
+        if let Some(file) = self
+            .audit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            let line = serde_json::to_string(&event).expect("events serialize");
+            if let Err(e) = writeln!(file, "{line}") {
+                tracing::error!("cannot append to the audit log: {e}");
+            }
+        }
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        events.push_back(event);
+        while events.len() > self.cfg.events_kept {
+            events.pop_front();
+        }
+    }
+
+    /// The original pushed `alert_endpoint_call` to the Pushgateway under `job=alertapi`; the
+    /// paper's "Scale event" export reads it from there.
+    fn push_scale_event(&self) {
+        let Some(gateway) = &self.cfg.pushgateway else {
+            return;
+        };
+        let url = format!("{}/metrics/job/alertapi", gateway.trim_end_matches('/'));
+        let body = format!(
+            "# TYPE alert_endpoint_call gauge\nalert_endpoint_call {}\n",
+            self.metrics.alert_endpoint_call.get()
+        );
+        let http = self.http.clone();
+        tokio::spawn(async move {
+            match http.put(&url).body(body).send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => tracing::warn!("pushing the scale event to {url}: HTTP {}", r.status()),
+                Err(e) => tracing::warn!("pushing the scale event to {url}: {e}"),
+            }
+        });
+    }
+
+    /// Recent decisions, oldest first.
+    pub fn events(&self) -> Vec<Event> {
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        events.iter().cloned().collect()
+    }
+
+    /// The periodic check: scale-downs that are due. Failures are logged and retried next tick.
+    pub async fn run_once(&self) -> Vec<Decision> {
+        let services: Vec<(String, Arc<tokio::sync::Mutex<ServiceMemory>>)> = {
+            let map = self.memories.lock().unwrap_or_else(|e| e.into_inner());
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let mut done = vec![];
+        for (service, memory) in services {
+            let mut memory = memory.lock().await;
+            let (current, bounds) = match self.bounds(&service).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("scale-down check skipped: {e}");
+                    continue;
+                }
+            };
+            let Some(plan) =
+                memory.tick(&service, current, bounds, &self.cfg.policy, Instant::now())
+            else {
+                continue;
+            };
+            match self.carry_out(&plan.decision).await {
+                Ok(()) => {
+                    memory.commit(&plan, Instant::now());
+                    self.record(&plan.decision, vec![]);
+                    done.push(plan.decision);
+                }
+                Err(e) => tracing::warn!("scale-down failed, will retry: {e}"),
+            }
+        }
+        done
+    }
+
+    pub async fn run(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => { self.run_once().await; }
+            }
+        }
+    }
+
+    /// Every allowed service with its replicas, bounds and firing alerts.
+    pub async fn overview(&self) -> Vec<ServiceView> {
+        let mut views = vec![];
+        for name in &self.cfg.allow {
+            let firing = self.memory(name).lock().await.firing();
+            let view = match self.bounds(name).await {
+                Ok((replicas, bounds)) => ServiceView {
+                    name: name.clone(),
+                    replicas: Some(replicas),
+                    bounds: Some(bounds),
+                    error: None,
+                    firing,
+                },
+                Err(e) => ServiceView {
+                    name: name.clone(),
+                    replicas: None,
+                    bounds: None,
+                    error: Some(e.to_string()),
+                    firing,
+                },
+            };
+            views.push(view);
+        }
+        views
+    }
+}

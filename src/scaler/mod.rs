@@ -1,0 +1,347 @@
+//! `starvation alertapi`: the scaler Alertmanager calls. It scales a service up on a new firing
+//! alert, down after a quiet period, within bounds, one decision at a time per service, through
+//! an [`Orchestrator`](crate::orchestrator::Orchestrator) (Docker Swarm or local processes).
+
+pub mod alert;
+pub mod controller;
+pub mod http;
+pub mod metrics;
+pub mod policy;
+
+use anyhow::Context;
+use clap::Parser;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::orchestrator::local::{LocalConfig, LocalOrchestrator};
+use crate::orchestrator::{Bounds, Orchestrator};
+use controller::{Controller, ControllerConfig};
+use policy::{PolicyConfig, PolicyKind};
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 15s, 1m)"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Docker Swarm services through the Engine API (unix socket or DOCKER_HOST).
+    Swarm,
+    /// `starvation serve` child processes on this machine sharing --local-listen.
+    Local,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    about = "Run the scaler: an Alertmanager webhook receiver (POST /alert) that scales \
+services on Docker Swarm or local processes, with bounds, dedupe, cooldown, scale-down and auth."
+)]
+pub struct Opts {
+    /// Address to listen on (the paper's AlertAPI used port 5001). A non-loopback address needs
+    /// a token (--token-file or STARVATION_ALERTAPI_TOKEN) or --insecure-no-auth.
+    #[arg(
+        long,
+        env = "STARVATION_ALERTAPI_LISTEN",
+        default_value = "0.0.0.0:5001"
+    )]
+    pub listen: SocketAddr,
+
+    /// What runs the replicas.
+    #[arg(long, value_enum, default_value = "swarm")]
+    pub orchestrator: Backend,
+
+    /// A service the scaler may scale (repeatable). Alerts for any other service get 403.
+    /// Default: --default-service alone.
+    #[arg(long = "allow", value_name = "SERVICE")]
+    pub allow: Vec<String>,
+
+    /// The service for alerts without a `service` label (e.g. threadpool_webserver).
+    #[arg(long, env = "STARVATION_DEFAULT_SERVICE")]
+    pub default_service: Option<String>,
+
+    /// step: +--step per new firing alert. proportional: Kubernetes HPA's
+    /// ceil(value / --target) from the alert's `value` annotation, with --tolerance.
+    #[arg(long, value_enum, default_value = "step")]
+    pub policy: PolicyKind,
+
+    /// Per-replica target of the alert's `value` annotation (proportional policy); e.g. a
+    /// queue-length target of 20 per replica.
+    #[arg(long, default_value_t = 20.0)]
+    pub target: f64,
+
+    /// Proportional policy: no change while |value per replica / target - 1| <= tolerance.
+    #[arg(long, default_value_t = 0.1)]
+    pub tolerance: f64,
+
+    /// Replicas added per scale-up and removed per scale-down (service label
+    /// `starvation.step` overrides).
+    #[arg(long, default_value_t = 1)]
+    pub step: u32,
+
+    /// Never fewer replicas than this (service label `starvation.min` overrides).
+    #[arg(long, default_value_t = 1)]
+    pub min: u32,
+
+    /// Never more replicas than this (service label `starvation.max` overrides).
+    #[arg(long, default_value_t = 10)]
+    pub max: u32,
+
+    /// Minimum time between two scale-ups of one service.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub cooldown: Duration,
+
+    /// After an alert resolves, how long no alert may fire for the service before it is
+    /// scaled down by one step (and again after each further quiet period).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub scale_down_delay: Duration,
+
+    /// Never scale down (for experiments that measure scale-up alone).
+    #[arg(long)]
+    pub no_scale_down: bool,
+
+    /// File holding the bearer token Alertmanager must send (e.g. a Docker secret).
+    #[arg(long, env = "STARVATION_ALERTAPI_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The bearer token itself (prefer --token-file; environment only, never logged).
+    #[arg(
+        long,
+        env = "STARVATION_ALERTAPI_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub token: Option<String>,
+
+    /// Accept webhooks without a token even on a non-loopback address.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+
+    /// Push `alert_endpoint_call` to this Pushgateway (job=alertapi) on every scale event,
+    /// like the original, so the paper's "Scale event" export works.
+    #[arg(long, env = "STARVATION_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+
+    /// Append every decision as a JSON line to this file.
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
+
+    /// Decisions kept for GET /events and the status page.
+    #[arg(long, default_value_t = 200)]
+    pub events: usize,
+
+    /// Local orchestrator: the address all replicas share (SO_REUSEPORT).
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    pub local_listen: SocketAddr,
+
+    /// Local orchestrator: replicas started at launch.
+    #[arg(long, default_value_t = 1)]
+    pub local_replicas: u32,
+
+    /// Local orchestrator: an extra `starvation serve` argument for every replica
+    /// (repeatable), e.g. --local-serve-arg=--block-ms=2000.
+    #[arg(
+        long = "local-serve-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
+    pub local_serve_args: Vec<String>,
+}
+
+impl Opts {
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        let token = match (&self.token_file, &self.token) {
+            (Some(path), _) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("--token-file {}: cannot read it", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, Some(t)) => Some(t.trim().to_owned()),
+            (None, None) => None,
+        };
+        if let Some(t) = &token {
+            anyhow::ensure!(
+                !t.is_empty(),
+                "the bearer token (--token-file / STARVATION_ALERTAPI_TOKEN) is empty"
+            );
+        }
+        if token.is_none() && !self.listen.ip().is_loopback() && !self.insecure_no_auth {
+            anyhow::bail!(
+                "--listen {} is reachable from other hosts but no token is set: give --token-file \
+                 (or STARVATION_ALERTAPI_TOKEN), listen on 127.0.0.1, or pass --insecure-no-auth",
+                self.listen
+            );
+        }
+        Ok(token)
+    }
+
+    /// Everything the controller needs, validated.
+    pub fn controller_config(&self) -> anyhow::Result<ControllerConfig> {
+        anyhow::ensure!(self.step >= 1, "--step must be at least 1");
+        anyhow::ensure!(
+            self.min <= self.max,
+            "--min ({}) is above --max ({})",
+            self.min,
+            self.max
+        );
+        anyhow::ensure!(
+            self.target > 0.0 && self.target.is_finite(),
+            "--target must be a positive number (got {})",
+            self.target
+        );
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.tolerance),
+            "--tolerance must be in [0, 1) (got {})",
+            self.tolerance
+        );
+        anyhow::ensure!(self.events >= 1, "--events must be at least 1");
+        let mut allow: BTreeSet<String> = self.allow.iter().cloned().collect();
+        if let Some(d) = &self.default_service {
+            if self.allow.is_empty() {
+                allow.insert(d.clone());
+            } else {
+                anyhow::ensure!(
+                    allow.contains(d),
+                    "--default-service {d:?} is not in the --allow list; add --allow {d}"
+                );
+            }
+        }
+        anyhow::ensure!(
+            !allow.is_empty(),
+            "no service to scale: give --allow SERVICE (repeatable) or --default-service SERVICE"
+        );
+        if let Some(url) = &self.pushgateway {
+            let ok = reqwest::Url::parse(url)
+                .map(|u| matches!(u.scheme(), "http" | "https"))
+                .unwrap_or(false);
+            anyhow::ensure!(
+                ok,
+                "--pushgateway {url:?} must be an http(s) URL, e.g. http://pushgateway:9091"
+            );
+        }
+        Ok(ControllerConfig {
+            policy: PolicyConfig {
+                kind: self.policy,
+                target: self.target,
+                tolerance: self.tolerance,
+                cooldown: self.cooldown,
+                scale_down_delay: self.scale_down_delay,
+                scale_down: !self.no_scale_down,
+            },
+            bounds: Bounds {
+                min: self.min,
+                max: self.max,
+                step: self.step,
+            },
+            allow,
+            default_service: self.default_service.clone(),
+            events_kept: self.events,
+            audit_log: self.audit_log.clone(),
+            pushgateway: self.pushgateway.clone(),
+        })
+    }
+}
+
+/// A running scaler. [`Server::shutdown`] stops it.
+pub struct Server {
+    addr: SocketAddr,
+    controller: Arc<Controller>,
+    stop: CancellationToken,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    ticking: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Serve the webhook for `orchestrator` (flags already validated into `cfg`).
+    pub async fn start(
+        listen: SocketAddr,
+        token: Option<String>,
+        orchestrator: Arc<dyn Orchestrator>,
+        cfg: ControllerConfig,
+    ) -> anyhow::Result<Server> {
+        let controller = Arc::new(Controller::new(orchestrator, cfg)?);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("--listen {listen}: cannot bind"))?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let state = Arc::new(http::ApiState {
+            controller: controller.clone(),
+            token,
+        });
+        let serve = axum::serve(listener, http::router(state))
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let serving = tokio::spawn(async move { serve.await });
+        let ticking = tokio::spawn(controller.clone().run(Duration::from_secs(1), stop.clone()));
+        Ok(Server {
+            addr,
+            controller,
+            stop,
+            serving,
+            ticking,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn controller(&self) -> &Arc<Controller> {
+        &self.controller
+    }
+
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        let _ = self.ticking.await;
+        self.serving.await??;
+        Ok(())
+    }
+}
+
+// Replaced when the Swarm orchestrator lands (issue-3-swarm branch).
+async fn swarm_orchestrator() -> anyhow::Result<Arc<dyn Orchestrator>> {
+    anyhow::bail!("--orchestrator swarm is not available in this build")
+}
+
+pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    let cfg = opts.controller_config()?;
+    let token = opts.token()?;
+    // Nothing is started before every flag checked out.
+    let mut local = None;
+    let orchestrator: Arc<dyn Orchestrator> = match opts.orchestrator {
+        Backend::Swarm => swarm_orchestrator().await?,
+        Backend::Local => {
+            let service = opts
+                .default_service
+                .clone()
+                .context("--orchestrator local runs one service: name it with --default-service")?;
+            let program = std::env::current_exe().context("locating the starvation executable")?;
+            let orch = Arc::new(
+                LocalOrchestrator::start(
+                    LocalConfig {
+                        service,
+                        program,
+                        listen: opts.local_listen,
+                        serve_args: opts.local_serve_args.clone(),
+                        stop_timeout: Duration::from_secs(35),
+                    },
+                    opts.local_replicas.clamp(cfg.bounds.min, cfg.bounds.max),
+                )
+                .await?,
+            );
+            local = Some(orch.clone());
+            orch
+        }
+    };
+    let server = Server::start(opts.listen, token, orchestrator, cfg).await?;
+    println!("listening on http://{}", server.local_addr());
+    crate::workload::shutdown_signal().await;
+    let result = server.shutdown().await;
+    if let Some(local) = local {
+        local.shutdown().await;
+    }
+    result
+}
