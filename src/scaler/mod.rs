@@ -309,6 +309,7 @@ async fn swarm_orchestrator() -> anyhow::Result<Arc<dyn Orchestrator>> {
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let cfg = opts.controller_config()?;
     let token = opts.token()?;
+    let signal = crate::workload::shutdown_signal()?;
     // Nothing is started before every flag checked out.
     let mut local = None;
     let orchestrator: Arc<dyn Orchestrator> = match opts.orchestrator {
@@ -338,7 +339,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     };
     let server = Server::start(opts.listen, token, orchestrator, cfg).await?;
     println!("listening on http://{}", server.local_addr());
-    crate::workload::shutdown_signal().await;
+    signal.await;
     let result = server.shutdown().await;
     if let Some(local) = local {
         local.shutdown().await;

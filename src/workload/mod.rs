@@ -369,21 +369,26 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpList
     Ok(socket.into())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Installs SIGTERM and SIGINT handlers now (so a signal that arrives while starting is not
+/// fatal) and returns a future that resolves on the first of them.
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
+    })
 }
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    let signal = shutdown_signal()?;
     let server = Server::start(opts).await?;
     // Scripts and tests read the bound address (useful with port 0) from this line.
     println!("listening on http://{}", server.local_addr());
-    shutdown_signal().await;
+    signal.await;
     server.shutdown().await
 }
 

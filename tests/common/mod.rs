@@ -145,3 +145,123 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         rest.strip_prefix(' ')?.trim().parse().ok()
     })
 }
+
+/// A scripted orchestrator for scaler tests that are about HTTP and policy, not processes.
+pub struct FakeOrchestrator {
+    pub replicas: std::sync::Mutex<u32>,
+    pub fail: std::sync::atomic::AtomicBool,
+    pub scale_calls: std::sync::atomic::AtomicU32,
+}
+
+impl FakeOrchestrator {
+    pub fn new(replicas: u32) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(FakeOrchestrator {
+            replicas: std::sync::Mutex::new(replicas),
+            fail: Default::default(),
+            scale_calls: Default::default(),
+        })
+    }
+}
+
+impl starvation::orchestrator::Orchestrator for FakeOrchestrator {
+    fn status<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<
+            starvation::orchestrator::ServiceStatus,
+            starvation::orchestrator::OrchestratorError,
+        >,
+    > {
+        Box::pin(async move {
+            Ok(starvation::orchestrator::ServiceStatus {
+                name: service.to_owned(),
+                replicas: *self.replicas.lock().unwrap(),
+                bounds: Default::default(),
+            })
+        })
+    }
+
+    fn scale<'a>(
+        &'a self,
+        _service: &'a str,
+        replicas: u32,
+    ) -> futures::future::BoxFuture<'a, Result<(), starvation::orchestrator::OrchestratorError>>
+    {
+        Box::pin(async move {
+            use std::sync::atomic::Ordering;
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(starvation::orchestrator::OrchestratorError::Backend(
+                    "engine unreachable".into(),
+                ));
+            }
+            // Slow enough that concurrent webhooks would overlap without serialization.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.scale_calls.fetch_add(1, Ordering::SeqCst);
+            *self.replicas.lock().unwrap() = replicas;
+            Ok(())
+        })
+    }
+
+    fn services(
+        &self,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<
+            Vec<starvation::orchestrator::ServiceStatus>,
+            starvation::orchestrator::OrchestratorError,
+        >,
+    > {
+        Box::pin(async move { Ok(vec![self.status("web").await?]) })
+    }
+
+    fn describe(&self) -> String {
+        "fake".into()
+    }
+}
+
+/// An Alertmanager v4 webhook body with one alert for `service`.
+pub fn webhook(
+    status: &str,
+    fingerprint: &str,
+    starts_at: &str,
+    service: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"ThreadPoolStarvation\"}",
+        "status": status,
+        "receiver": "alertapi",
+        "groupLabels": {"alertname": "ThreadPoolStarvation", "service": service},
+        "commonLabels": {"alertname": "ThreadPoolStarvation", "service": service},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "truncatedAlerts": 0,
+        "alerts": [{
+            "status": status,
+            "labels": {"alertname": "ThreadPoolStarvation", "service": service, "severity": "critical"},
+            "annotations": {"value": "30", "summary": "queue above 20 for 5s"},
+            "startsAt": starts_at,
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph",
+            "fingerprint": fingerprint
+        }]
+    })
+}
+
+/// Starts the scaler in-process on a loopback port with `args` (alertapi flags).
+pub async fn start_scaler(
+    args: &[&str],
+    token: Option<&str>,
+    orchestrator: std::sync::Arc<dyn starvation::orchestrator::Orchestrator>,
+) -> starvation::scaler::Server {
+    use clap::Parser;
+    let mut all = vec!["alertapi", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let opts = starvation::scaler::Opts::try_parse_from(all).unwrap();
+    let cfg = opts.controller_config().unwrap();
+    starvation::scaler::Server::start(opts.listen, token.map(str::to_owned), orchestrator, cfg)
+        .await
+        .unwrap()
+}
