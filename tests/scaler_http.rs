@@ -113,7 +113,7 @@ async fn every_status_code_and_the_decision_body() {
     let (_, body) = post(addr, Some("s3cret"), resolved).await;
     assert_eq!(body["action"], "none");
     assert!(body["reason"].as_str().unwrap().contains("resolved"));
-    assert_eq!(*fake.replicas.lock().unwrap(), 2);
+    assert_eq!(fake.replicas("web"), 2);
     assert_eq!(fake.scale_calls.load(Ordering::SeqCst), 1);
 
     // Events, metrics, audit log agree.
@@ -186,7 +186,7 @@ async fn two_hundred_concurrent_copies_scale_exactly_one_step() {
     }
     assert_eq!(scaled, 1);
     assert_eq!(fake.scale_calls.load(Ordering::SeqCst), 1);
-    assert_eq!(*fake.replicas.lock().unwrap(), 2);
+    assert_eq!(fake.replicas("web"), 2);
     server.shutdown().await.unwrap();
 }
 

@@ -15,6 +15,7 @@ use subtle::ConstantTimeEq;
 
 use super::alert;
 use super::controller::{Controller, HandleError};
+use super::policy::Action;
 
 /// Alertmanager payloads are small; anything larger is refused before parsing.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -213,12 +214,16 @@ async fn status_page(State(state): State<Arc<ApiState>>) -> Html<String> {
     let mut decisions = String::new();
     for e in controller.events().iter().rev().take(20) {
         decisions.push_str(&format!(
-            "<tr class=decision><td>{}</td><td>{}</td><td>{} &rarr; {}</td><td>{:?}</td><td>{}</td></tr>\n",
+            "<tr class=decision><td>{}</td><td>{}</td><td>{} &rarr; {}</td><td>{}</td><td>{}</td></tr>\n",
             e.time.format("%H:%M:%S"),
             escape(&e.decision.service),
             e.decision.from,
             e.decision.to,
-            e.decision.action,
+            match e.decision.action {
+                Action::ScaleUp => "scale up",
+                Action::ScaleDown => "scale down",
+                Action::None => "none",
+            },
             escape(&e.decision.reason)
         ));
     }

@@ -148,7 +148,8 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
 
 /// A scripted orchestrator for scaler tests that are about HTTP and policy, not processes.
 pub struct FakeOrchestrator {
-    pub replicas: std::sync::Mutex<u32>,
+    initial: u32,
+    by_service: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     pub fail: std::sync::atomic::AtomicBool,
     pub scale_calls: std::sync::atomic::AtomicU32,
 }
@@ -156,10 +157,18 @@ pub struct FakeOrchestrator {
 impl FakeOrchestrator {
     pub fn new(replicas: u32) -> std::sync::Arc<Self> {
         std::sync::Arc::new(FakeOrchestrator {
-            replicas: std::sync::Mutex::new(replicas),
+            initial: replicas,
+            by_service: Default::default(),
             fail: Default::default(),
             scale_calls: Default::default(),
         })
+    }
+}
+
+impl FakeOrchestrator {
+    pub fn replicas(&self, service: &str) -> u32 {
+        let map = self.by_service.lock().unwrap();
+        map.get(service).copied().unwrap_or(self.initial)
     }
 }
 
@@ -177,7 +186,7 @@ impl starvation::orchestrator::Orchestrator for FakeOrchestrator {
         Box::pin(async move {
             Ok(starvation::orchestrator::ServiceStatus {
                 name: service.to_owned(),
-                replicas: *self.replicas.lock().unwrap(),
+                replicas: self.replicas(service),
                 bounds: Default::default(),
             })
         })
@@ -185,7 +194,7 @@ impl starvation::orchestrator::Orchestrator for FakeOrchestrator {
 
     fn scale<'a>(
         &'a self,
-        _service: &'a str,
+        service: &'a str,
         replicas: u32,
     ) -> futures::future::BoxFuture<'a, Result<(), starvation::orchestrator::OrchestratorError>>
     {
@@ -199,7 +208,10 @@ impl starvation::orchestrator::Orchestrator for FakeOrchestrator {
             // Slow enough that concurrent webhooks would overlap without serialization.
             tokio::time::sleep(Duration::from_millis(20)).await;
             self.scale_calls.fetch_add(1, Ordering::SeqCst);
-            *self.replicas.lock().unwrap() = replicas;
+            self.by_service
+                .lock()
+                .unwrap()
+                .insert(service.to_owned(), replicas);
             Ok(())
         })
     }
