@@ -43,6 +43,8 @@ async fn two_replicas_push_two_groups_and_delete_them_on_shutdown() {
         &gateway,
         "--push-interval",
         "200ms",
+        "--service",
+        "threadpool_webserver",
     ];
     let (mut a, addr_a) = spawn_serve(&common_args);
     let (mut b, addr_b) = spawn_serve(&common_args);
@@ -77,7 +79,9 @@ async fn two_replicas_push_two_groups_and_delete_them_on_shutdown() {
         .await
         .unwrap();
     for instance in &expected {
-        let line = format!("max_worker_threads{{instance=\"{instance}\",job=\"webserver\"}} 32767");
+        let line = format!(
+            "max_worker_threads{{instance=\"{instance}\",job=\"webserver\",service=\"threadpool_webserver\"}} 32767"
+        );
         assert!(text.contains(&line), "missing {line}");
     }
 

@@ -96,6 +96,8 @@ impl LocalOrchestrator {
             .arg("--reuse-port")
             .arg("--instance")
             .arg(&instance)
+            .arg("--service")
+            .arg(&self.cfg.service)
             .args(&self.cfg.serve_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -83,6 +83,11 @@ pub struct Opts {
     #[arg(long, env = "STARVATION_PUSHGATEWAY")]
     pub pushgateway: Option<String>,
 
+    /// The `service` label of the pushed gauges, which the alert rules aggregate by and the
+    /// scaler scales (on Swarm: the service name, e.g. `{{.Service.Name}}` in the stack file).
+    #[arg(long, env = "STARVATION_SERVICE", default_value = "webserver")]
+    pub service: String,
+
     /// How often the gauges are pushed, whatever the request traffic.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub push_interval: Duration,
@@ -177,6 +182,17 @@ impl Opts {
         Ok(Some(raw.trim_end_matches('/').to_owned()))
     }
 
+    fn check_label(flag: &str, value: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c)),
+            "{flag} {value:?} may hold only letters, digits, '.', '_', ':' and '-'"
+        );
+        Ok(())
+    }
+
     fn instance_name(&self, bound: SocketAddr) -> anyhow::Result<String> {
         let name = match &self.instance {
             Some(name) => name.clone(),
@@ -189,13 +205,7 @@ impl Opts {
                 name
             }
         };
-        anyhow::ensure!(
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c)),
-            "--instance {name:?} may hold only letters, digits, '.', '_', ':' and '-'"
-        );
+        Self::check_label("--instance", &name)?;
         Ok(name)
     }
 }
@@ -262,6 +272,7 @@ impl Server {
     pub async fn start(opts: Opts) -> anyhow::Result<Server> {
         let pool_config = opts.pool_config()?;
         let pushgateway = opts.pushgateway_url()?;
+        Opts::check_label("--service", &opts.service)?;
         let store: Box<dyn Store> = match &opts.mongodb_uri {
             Some(uri) => Box::new(store::MongoStore::connect(uri).await?),
             None => Box::new(store::SqliteStore::open(&opts.data_dir)?),
@@ -305,7 +316,8 @@ impl Server {
 
         let stop_pushing = CancellationToken::new();
         let pushing = pushgateway.map(|gateway| {
-            let pusher = pusher::Pusher::new(&gateway, &app.instance, opts.push_interval);
+            let pusher =
+                pusher::Pusher::new(&gateway, &app.instance, &opts.service, opts.push_interval);
             tracing::info!(
                 "pushing gauges to {} every {:?}",
                 pusher.group_url(),

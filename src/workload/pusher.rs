@@ -10,15 +10,15 @@ use super::App;
 
 pub struct Pusher {
     client: reqwest::Client,
-    /// `<gateway>/metrics/job/webserver/instance/<instance>`
+    /// `<gateway>/metrics/job/webserver/instance/<instance>/service/<service>`
     group_url: String,
     interval: Duration,
 }
 
 impl Pusher {
-    pub fn new(gateway: &str, instance: &str, interval: Duration) -> Pusher {
+    pub fn new(gateway: &str, instance: &str, service: &str, interval: Duration) -> Pusher {
         let group_url = format!(
-            "{}/metrics/job/webserver/instance/{instance}",
+            "{}/metrics/job/webserver/instance/{instance}/service/{service}",
             gateway.trim_end_matches('/')
         );
         let client = reqwest::Client::builder()
