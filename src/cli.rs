@@ -22,12 +22,15 @@ pub enum Command {
     /// Run the scaler ("AlertAPI"): Alertmanager's webhook receiver that scales services on
     /// Docker Swarm or local processes, within bounds, with dedupe, cooldown and auth.
     Alertapi(crate::scaler::Opts),
+    /// Exit 0 if a URL answers 2xx: the healthcheck of the FROM-scratch images.
+    Probe(crate::probe::Opts),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(opts) => crate::workload::run(opts).await,
         Command::Alertapi(opts) => crate::scaler::run(opts).await,
+        Command::Probe(opts) => crate::probe::run(opts).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod orchestrator;
+pub mod probe;
 pub mod scaler;
 pub mod workload;
 

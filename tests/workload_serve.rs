@@ -238,3 +238,27 @@ fn bad_flags_fail_at_start_naming_the_flag() {
         assert!(out.stdout.is_empty(), "nothing started for {args:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_reports_health_by_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&["--data-dir", dir.path().to_str().unwrap()]).await;
+    let probe = |url: String| {
+        std::process::Command::new(common::starvation_bin())
+            .args(["probe", &url, "--timeout", "2s"])
+            .output()
+            .unwrap()
+    };
+    let ok = probe(format!("http://{}/healthz", server.local_addr()));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let missing = probe(format!("http://{}/nope", server.local_addr()));
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+    server.shutdown().await.unwrap();
+    let down = probe(format!("http://127.0.0.1:{}/healthz", common::free_port()));
+    assert!(!down.status.success());
+}
