@@ -9,3 +9,8 @@ promtool check rules prometheus/alert_rules.yml
 promtool test rules prometheus/alert_rules_test.yml
 echo "==> amtool check-config"
 amtool check-config alertmanager/alertmanager.yml
+echo "==> the stack file, with the Compose tool and docker stack config"
+docker-compose -f docker-compose.yml -f docker-compose.mongodb.yml config -q 2>&1 |
+    grep -v "use the 'configs' key, which will be ignored" || true
+docker-compose -f docker-compose.yml -f docker-compose.mongodb.yml config -q
+docker stack config -c docker-compose.yml -c docker-compose.mongodb.yml >/dev/null
