@@ -3,6 +3,8 @@
 
 use futures::future::BoxFuture;
 
+pub mod swarm;
+
 /// Per-service scaling bounds. Flags give the defaults; an orchestrator may override them per
 /// service (Swarm: service labels `starvation.min`, `starvation.max`, `starvation.step`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
