@@ -76,6 +76,33 @@ pub trait ServiceApi: Send + Sync + 'static {
     fn endpoint(&self) -> String;
 }
 
+/// Shared APIs: keep an `Arc` to a fake (or a wrapper) and give the orchestrator a clone.
+impl<T: ServiceApi + ?Sized> ServiceApi for Arc<T> {
+    fn inspect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Service, ApiError>> {
+        (**self).inspect(service)
+    }
+
+    fn update<'a>(
+        &'a self,
+        service_id: &'a str,
+        version: u64,
+        spec: ServiceSpec,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        (**self).update(service_id, version, spec)
+    }
+
+    fn list_labelled<'a>(
+        &'a self,
+        label: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Service>, ApiError>> {
+        (**self).list_labelled(label)
+    }
+
+    fn endpoint(&self) -> String {
+        (**self).endpoint()
+    }
+}
+
 /// The Docker Engine API over the unix socket, or wherever `DOCKER_HOST` points.
 #[derive(Debug, Clone)]
 pub struct EngineApi {
@@ -434,7 +461,7 @@ mod tests {
         }
     }
 
-    impl ServiceApi for Arc<Fake> {
+    impl ServiceApi for Fake {
         fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Service, ApiError>> {
             Box::pin(async move {
                 let mut st = self.state.lock().unwrap();
