@@ -22,7 +22,8 @@ use bollard::models::{
     TaskSpecContainerSpec, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
-    ListContainersOptions, ListTasksOptions, LogsOptions, RemoveImageOptions, UpdateServiceOptions,
+    ListContainersOptions, ListImagesOptions, ListServicesOptions, ListTasksOptions, LogsOptions,
+    RemoveImageOptions, UpdateServiceOptions,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -55,6 +56,55 @@ async fn engine_or_skip() -> Option<EngineApi> {
     }
     eprintln!("\n*** SKIPPED {TEST}: {why} ***\n");
     None
+}
+
+/// Leftovers of runs that were killed before their guard ran (SIGKILL, timeout): services and
+/// image tags of this test older than 30 minutes (younger ones may belong to a parallel run).
+async fn sweep_stale(docker: &Docker) {
+    let cutoff = chrono::Utc::now() - chrono::Duration::minutes(30);
+    let options = ListServicesOptions {
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![format!("starvation.test={TEST}")],
+        )])),
+        status: None,
+    };
+    for service in docker
+        .list_services(Some(options))
+        .await
+        .unwrap_or_default()
+    {
+        let created = service
+            .created_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let (Some(id), Some(created)) = (service.id, created)
+            && created < cutoff
+        {
+            eprintln!("removing stale service {id} from an earlier run");
+            let _ = docker.delete_service(&id).await;
+        }
+    }
+    let options = ListImagesOptions {
+        filters: Some(HashMap::from([(
+            "reference".to_string(),
+            vec!["starvation:swarm-test-*".to_string()],
+        )])),
+        ..Default::default()
+    };
+    match docker.list_images(Some(options)).await {
+        Ok(images) => {
+            for image in images.iter().filter(|i| i.created < cutoff.timestamp()) {
+                for tag in &image.repo_tags {
+                    eprintln!("removing stale image {tag} from an earlier run");
+                    let _ = docker
+                        .remove_image(tag, None::<RemoveImageOptions>, None)
+                        .await;
+                }
+            }
+        }
+        Err(e) => eprintln!("listing stale images: {e}"),
+    }
 }
 
 /// Removes the services and the image the test created, even when it panics: Drop runs the
@@ -319,6 +369,7 @@ async fn swarm_scale_retry_and_global_refusal() {
         return;
     };
     let docker = api.docker().clone();
+    sweep_stale(&docker).await;
     let unique = format!(
         "{}-{}",
         std::process::id(),
