@@ -309,11 +309,9 @@ impl Orchestrator for SwarmOrchestrator {
     fn services(&self) -> BoxFuture<'_, Result<Vec<ServiceStatus>, OrchestratorError>> {
         Box::pin(async move {
             let label = format!("{LABEL_MANAGED}=true");
-            let listed = self
-                .api
-                .list_labelled(&label)
-                .await
-                .map_err(|e| api_err(&label, e))?;
+            let listed = self.api.list_labelled(&label).await.map_err(|e| {
+                OrchestratorError::Backend(format!("listing services ({label}): {e}"))
+            })?;
             let mut out = Vec::with_capacity(listed.len());
             for service in &listed {
                 let name = service
