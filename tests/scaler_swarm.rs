@@ -18,12 +18,15 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
-    LocalNodeState, Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+    EndpointSpec, EndpointSpecModeEnum, Limit, LocalNodeState, NetworkAttachmentConfig,
+    NetworkCreateRequest, ResourceObject, Service, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
-    ListContainersOptions, ListImagesOptions, ListServicesOptions, ListTasksOptions, LogsOptions,
-    RemoveImageOptions, UpdateServiceOptions,
+    ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListServicesOptions,
+    ListTasksOptions, LogsOptions, RemoveImageOptions, UpdateServiceOptions,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -85,6 +88,28 @@ async fn sweep_stale(docker: &Docker) {
             let _ = docker.delete_service(&id).await;
         }
     }
+    let options = ListNetworksOptions {
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![format!("starvation.test={TEST}")],
+        )])),
+    };
+    for network in docker
+        .list_networks(Some(options))
+        .await
+        .unwrap_or_default()
+    {
+        let created = network
+            .created
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let (Some(id), Some(created)) = (network.id, created)
+            && created < cutoff
+        {
+            eprintln!("removing stale network {id} from an earlier run");
+            let _ = docker.remove_network(&id).await;
+        }
+    }
     let options = ListImagesOptions {
         filters: Some(HashMap::from([(
             "reference".to_string(),
@@ -112,6 +137,7 @@ async fn sweep_stale(docker: &Docker) {
 struct Cleanup {
     docker: Docker,
     services: Mutex<Vec<String>>,
+    networks: Mutex<Vec<String>>,
     image: Mutex<Option<String>>,
 }
 
@@ -120,7 +146,16 @@ impl Cleanup {
         self.services.lock().unwrap().push(name.to_string());
     }
 
-    async fn run(docker: Docker, services: Vec<String>, image: Option<String>) {
+    fn network(&self, name: &str) {
+        self.networks.lock().unwrap().push(name.to_string());
+    }
+
+    async fn run(
+        docker: Docker,
+        services: Vec<String>,
+        networks: Vec<String>,
+        image: Option<String>,
+    ) {
         for name in &services {
             match docker.delete_service(name).await {
                 Ok(()) => {}
@@ -152,6 +187,15 @@ impl Cleanup {
                 }
             }
         }
+        for name in &networks {
+            match docker.remove_network(name).await {
+                Ok(()) => {}
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => eprintln!("cleanup: removing network {name}: {e}"),
+            }
+        }
         if let Some(image) = image {
             let options = RemoveImageOptions {
                 force: true,
@@ -168,13 +212,14 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let docker = self.docker.clone();
         let services = std::mem::take(&mut *self.services.lock().unwrap());
+        let networks = std::mem::take(&mut *self.networks.lock().unwrap());
         let image = self.image.lock().unwrap().take();
         let done = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap()
-                .block_on(Cleanup::run(docker, services, image))
+                .block_on(Cleanup::run(docker, services, networks, image))
         })
         .join();
         if done.is_err() {
@@ -205,8 +250,9 @@ async fn build_image(docker: &Docker, tag: &str) -> String {
     image.id.expect("image ID")
 }
 
-/// A spec with more than a bare minimum in it, so a lossy round trip would show.
-fn web_spec(name: &str, image: &str, mode: ServiceSpecMode) -> ServiceSpec {
+/// A spec with about what a stack deploy puts in one (network with aliases, placement,
+/// resources, update policy, labels), so a lossy round trip through bollard's models would show.
+fn web_spec(name: &str, image: &str, network: &str, mode: ServiceSpecMode) -> ServiceSpec {
     ServiceSpec {
         name: Some(name.to_string()),
         labels: Some(HashMap::from([
@@ -223,9 +269,35 @@ fn web_spec(name: &str, image: &str, mode: ServiceSpecMode) -> ServiceSpec {
                         .to_vec(),
                 ),
                 env: Some(vec!["RUST_LOG=info".to_string()]),
+                labels: Some(HashMap::from([(
+                    "starvation.test.container".to_string(),
+                    "1".to_string(),
+                )])),
                 stop_grace_period: Some(10_000_000_000),
+                stop_signal: Some("SIGTERM".to_string()),
                 ..Default::default()
             }),
+            resources: Some(TaskSpecResources {
+                limits: Some(Limit {
+                    nano_cpus: Some(500_000_000),
+                    memory_bytes: Some(256 << 20),
+                    ..Default::default()
+                }),
+                reservations: Some(ResourceObject {
+                    memory_bytes: Some(16 << 20),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            placement: Some(TaskSpecPlacement {
+                constraints: Some(vec!["node.role==manager".to_string()]),
+                ..Default::default()
+            }),
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some(network.to_string()),
+                aliases: Some(vec!["webserver".to_string()]),
+                ..Default::default()
+            }]),
             restart_policy: Some(TaskSpecRestartPolicy {
                 condition: Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
                 max_attempts: Some(3),
@@ -234,6 +306,16 @@ fn web_spec(name: &str, image: &str, mode: ServiceSpecMode) -> ServiceSpec {
             ..Default::default()
         }),
         mode: Some(mode),
+        update_config: Some(ServiceSpecUpdateConfig {
+            parallelism: Some(1),
+            delay: Some(1_000_000_000),
+            order: Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+            ..Default::default()
+        }),
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(EndpointSpecModeEnum::VIP),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -282,8 +364,18 @@ async fn wait_running(docker: &Docker, service: &str, n: usize, timeout: Duratio
 /// The service's Spec as the Engine stores it, raw (not through bollard's models), so a field
 /// the models dropped on the round trip would show up as a difference.
 fn raw_spec(service: &str) -> serde_json::Value {
+    raw_inspect(service, ".Spec")
+}
+
+fn raw_inspect(service: &str, field: &str) -> serde_json::Value {
     let out = Command::new("docker")
-        .args(["service", "inspect", "--format", "{{json .Spec}}", service])
+        .args([
+            "service",
+            "inspect",
+            "--format",
+            &format!("{{{{json {field}}}}}"),
+            service,
+        ])
         .output()
         .expect("docker service inspect");
     assert!(
@@ -382,9 +474,11 @@ async fn swarm_scale_retry_and_global_refusal() {
     let tag = format!("starvation:swarm-test-{unique}");
     let web = format!("starvation-test-web-{unique}");
     let global = format!("starvation-test-global-{unique}");
+    let net = format!("starvation-test-net-{unique}");
     let cleanup = Cleanup {
         docker: docker.clone(),
         services: Mutex::new(Vec::new()),
+        networks: Mutex::new(Vec::new()),
         image: Mutex::new(Some(tag.clone())),
     };
 
@@ -394,10 +488,25 @@ async fn swarm_scale_retry_and_global_refusal() {
     let by_tag = std::env::var("STARVATION_SWARM_BY_TAG").as_deref() == Ok("1");
     let image_ref = if by_tag { tag.clone() } else { image_id };
 
+    // An overlay network of our own (nothing is sent anywhere else).
+    cleanup.network(&net);
+    docker
+        .create_network(NetworkCreateRequest {
+            name: net.clone(),
+            driver: Some("overlay".to_string()),
+            labels: Some(HashMap::from([(
+                "starvation.test".to_string(),
+                TEST.to_string(),
+            )])),
+            ..Default::default()
+        })
+        .await
+        .expect("creating the overlay network");
+
     // A replicated service with one replica, created through the Engine API.
     cleanup.service(&web);
     docker
-        .create_service(web_spec(&web, &image_ref, replicated(1)), None)
+        .create_service(web_spec(&web, &image_ref, &net, replicated(1)), None)
         .await
         .expect("creating the service");
     wait_running(&docker, &web, 1, Duration::from_secs(60)).await;
@@ -518,11 +627,10 @@ async fn swarm_scale_retry_and_global_refusal() {
         ..Default::default()
     };
     docker
-        .create_service(web_spec(&global, &image_ref, global_mode), None)
+        .create_service(web_spec(&global, &image_ref, &net, global_mode), None)
         .await
         .expect("creating the global service");
-    let version = |s: Service| s.version.unwrap().index.unwrap();
-    let v0 = version(docker.inspect_service(&global, None).await.unwrap());
+    let global_spec = raw_spec(&global);
     let err = orch.scale(&global, 2).await.unwrap_err();
     assert!(
         matches!(err, OrchestratorError::GlobalMode(ref s) if *s == global),
@@ -532,9 +640,12 @@ async fn swarm_scale_retry_and_global_refusal() {
         orch.status(&global).await.unwrap_err(),
         OrchestratorError::GlobalMode(_)
     ));
+    // Untouched: same spec and never updated (an update would have set PreviousSpec). The
+    // version is no witness: the allocator bumps it on its own after creation.
+    assert_eq!(raw_spec(&global), global_spec);
     assert_eq!(
-        version(docker.inspect_service(&global, None).await.unwrap()),
-        v0
+        raw_inspect(&global, ".PreviousSpec"),
+        serde_json::Value::Null
     );
     assert!(
         !orch
@@ -560,5 +671,9 @@ async fn swarm_scale_retry_and_global_refusal() {
     assert!(
         docker.inspect_image(&tag).await.is_err(),
         "image left behind"
+    );
+    assert!(
+        docker.inspect_network(&net, None).await.is_err(),
+        "network left behind"
     );
 }
