@@ -774,6 +774,15 @@ mod tests {
             message: "service web not found".into(),
         };
         assert!(matches!(ApiError::from(e), ApiError::NotFound));
+        let e = bollard::errors::Error::DockerResponseServerError {
+            status_code: 503,
+            message: "This node is not a swarm manager.".into(),
+        };
+        let mapped = api_err("web", ApiError::from(e));
+        assert!(
+            matches!(mapped, OrchestratorError::Backend(ref m) if m.contains("not a swarm manager")),
+            "{mapped:?}"
+        );
     }
 
     #[test]
