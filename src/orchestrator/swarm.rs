@@ -189,7 +189,7 @@ impl ServiceApi for EngineApi {
 pub struct Retry {
     /// Updates attempted in total before giving up with [`OrchestratorError::Conflict`].
     pub attempts: u32,
-    /// Wait before the second attempt; doubles per attempt, plus up to 50 % jitter.
+    /// Wait before the second attempt; doubles per attempt (at most 2 s), plus up to 50 % jitter.
     pub backoff: Duration,
 }
 
@@ -204,7 +204,8 @@ impl Default for Retry {
 
 impl Retry {
     fn delay(&self, failed_attempt: u32) -> Duration {
-        let base = self.backoff * 2u32.saturating_pow(failed_attempt.saturating_sub(1));
+        let base = (self.backoff * 2u32.saturating_pow(failed_attempt.saturating_sub(1)))
+            .min(Duration::from_secs(2));
         // Jitter so two writers that collided do not collide again in lockstep.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
