@@ -5,6 +5,8 @@ pub mod local;
 
 use futures::future::BoxFuture;
 
+pub mod swarm;
+
 /// Per-service scaling bounds. Flags give the defaults; an orchestrator may override them per
 /// service (Swarm: service labels `starvation.min`, `starvation.max`, `starvation.step`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
