@@ -49,7 +49,10 @@ fn alert_rules_parse_and_carry_service_and_value() {
     for rule in rules["groups"][0]["rules"].as_array().unwrap() {
         let expr = rule["expr"].as_str().unwrap();
         promql_parser::parser::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
-        assert!(expr.contains("by (service)"), "aggregated per service: {expr}");
+        assert!(
+            expr.contains("by (service)"),
+            "aggregated per service: {expr}"
+        );
         assert_eq!(rule["labels"]["severity"], "critical");
         assert_eq!(rule["annotations"]["value"], "{{ $value }}");
         names.push(rule["alert"].as_str().unwrap().to_owned());

@@ -618,6 +618,52 @@ async fn swarm_scale_retry_and_global_refusal() {
     );
     wait_running(&docker, &web, 3, Duration::from_secs(60)).await;
 
+    // The whole path: an Alertmanager webhook to the scaler, which scales through the Engine
+    // API within the service's labelled bounds (max 3).
+    orch.scale(&web, 2).await.unwrap();
+    wait_running(&docker, &web, 2, Duration::from_secs(60)).await;
+    let scaler = common::start_scaler(
+        &[
+            "--allow",
+            &web,
+            "--default-service",
+            &web,
+            "--cooldown",
+            "0s",
+        ],
+        Some("tok"),
+        std::sync::Arc::new(SwarmOrchestrator::connect().await.unwrap()),
+    )
+    .await;
+    let post = |fingerprint: &'static str| {
+        let body = common::webhook("firing", fingerprint, "2026-11-22T10:00:00Z", &web);
+        let url = format!("http://{}/alert", scaler.local_addr());
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth("tok")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let t0 = Instant::now();
+    let d = post("fp-swarm-1").await;
+    assert_eq!(
+        (d["from"].as_u64(), d["to"].as_u64(), d["action"].as_str()),
+        (Some(2), Some(3), Some("scale_up")),
+        "{d}"
+    );
+    let webhook_to_running = wait_running(&docker, &web, 3, Duration::from_secs(60)).await - t0;
+    eprintln!("webhook → third task running: {webhook_to_running:?}");
+    let d = post("fp-swarm-2").await;
+    assert_eq!(d["action"], "none", "label starvation.max=3 holds: {d}");
+    assert!(d["reason"].as_str().unwrap().contains("max 3"), "{d}");
+    scaler.shutdown().await.unwrap();
+
     // A global service is refused, and left alone.
     cleanup.service(&global);
     let global_mode = ServiceSpecMode {

@@ -301,9 +301,11 @@ impl Server {
     }
 }
 
-// Replaced when the Swarm orchestrator lands (issue-3-swarm branch).
 async fn swarm_orchestrator() -> anyhow::Result<Arc<dyn Orchestrator>> {
-    anyhow::bail!("--orchestrator swarm is not available in this build")
+    let swarm = crate::orchestrator::swarm::SwarmOrchestrator::connect()
+        .await
+        .context("connecting to the Docker Engine (run the scaler on a Swarm manager, with its socket or DOCKER_HOST)")?;
+    Ok(Arc::new(swarm))
 }
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
