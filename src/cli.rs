@@ -16,10 +16,20 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Export a run's metrics from Prometheus (query_range) to JSON + CSV.
+    Export(crate::results::export::ExportOpts),
+    /// Pair baseline and scaled runs and write mean datasets and a summary.
+    Aggregate(crate::results::aggregate::AggregateOpts),
+    /// Draw the paper's figures from mean datasets (PNG/SVG).
+    Figures(crate::figures::FiguresOpts),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Export(opts) => crate::results::export::run(opts).await,
+        Command::Aggregate(opts) => crate::results::aggregate::run(opts).await,
+        Command::Figures(opts) => crate::figures::run(opts).await,
+    }
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default `info` level.
