@@ -349,7 +349,7 @@ pub fn aggregate_with(
             runs_dir.display()
         )));
     }
-    let bar = progress(all.len() as u64, "reading runs");
+    let bar = super::fsutil::progress_bar(all.len() as u64, "reading runs");
     let mut data: Vec<RunData> = Vec::with_capacity(all.len());
     for r in &all {
         data.push(load_run(r, step_s)?);
@@ -587,20 +587,6 @@ pub fn render_markdown(s: &Summary) -> String {
         }
     }
     m
-}
-
-fn progress(len: u64, msg: &'static str) -> indicatif::ProgressBar {
-    if len < 20 {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
-    {
-        bar.set_style(style);
-    }
-    bar.set_message(msg);
-    bar
 }
 
 pub async fn run(opts: AggregateOpts) -> anyhow::Result<()> {

@@ -63,6 +63,22 @@ pub fn py_float(v: f64) -> String {
     }
 }
 
+/// A progress bar on stderr for long work (hidden for fewer than 20 items, and by indicatif
+/// when stderr is not a terminal).
+pub fn progress_bar(len: u64, msg: &'static str) -> indicatif::ProgressBar {
+    if len < 20 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(msg);
+    bar
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
