@@ -164,6 +164,14 @@ fn format_ts(ts: f64) -> String {
 /// Export every metric of [`metrics::METRICS`] for `req`. Every metric is tried; failures are
 /// collected in the report rather than returned early.
 pub async fn export_range(req: &ExportRequest) -> Result<ExportReport, ResultsError> {
+    export_specs(req, metrics::METRICS).await
+}
+
+/// [`export_range`] for a chosen list of metrics.
+pub async fn export_specs(
+    req: &ExportRequest,
+    specs: &[MetricSpec],
+) -> Result<ExportReport, ResultsError> {
     if req.end <= req.start {
         return Err(ResultsError::Usage(format!(
             "--end ({}) must be after --start ({})",
@@ -182,7 +190,7 @@ pub async fn export_range(req: &ExportRequest) -> Result<ExportReport, ResultsEr
         .map_err(|e| ResultsError::Usage(format!("cannot build the HTTP client: {e}")))?;
     let (start, end) = (unix(req.start), unix(req.end));
     let mut report = ExportReport::default();
-    for spec in metrics::METRICS {
+    for spec in specs {
         let q = spec.promql(&req.testid);
         match query_range(&client, &req.prometheus, &q, start, end, req.step).await {
             Ok((body, resp)) => {
