@@ -120,7 +120,12 @@ pub async fn query_range(
         ])
         .send()
         .await
-        .map_err(|e| format!("cannot reach Prometheus at {base}: {e}"))?;
+        .map_err(|e| {
+            format!(
+                "cannot reach Prometheus at {base} ({}); is it running? check --prometheus",
+                error_chain(&e.without_url())
+            )
+        })?;
     let status = resp.status();
     let body = resp
         .bytes()
@@ -136,6 +141,21 @@ pub async fn query_range(
             String::from_utf8_lossy(&body[..body.len().min(300)])
         )),
     }
+}
+
+/// An error and its causes, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// The CSV of one metric: its series combined per the metric's rule.
