@@ -5,8 +5,9 @@
 mod common;
 
 use common::{ChildGuard, external_available, free_port};
-use starvation::results::export::{ExportRequest, export_range, export_specs};
+use starvation::results::export::{ExportRequest, export_range, export_specs, run_meta_for};
 use starvation::results::metrics::{self, Combine, Kind, MetricSpec};
+use starvation::results::runmeta::Role;
 use std::path::Path;
 use std::time::Duration;
 
@@ -288,6 +289,11 @@ async fn export_from_real_prometheus_contains_the_written_values() {
     assert!(report.ok() && report.skipped.is_empty(), "{report:?}");
     let ev = read_csv(&out.join("Scale_event_export.csv"));
     assert_eq!(ev.first().map(|r| (r.0, r.2)), Some((steps[6] as f64, 1.0)));
+    // run.json for this run: one scale event, at the first sample of the flag.
+    let meta = run_meta_for(&req, Role::Scaled, 3).unwrap();
+    assert_eq!(meta.scale_events.len(), 1);
+    assert_eq!(meta.scale_events[0].at.timestamp(), steps[6]);
+    assert_eq!((meta.pair, meta.start.timestamp()), (3, start_s));
 
     // A bad query fails alone; the others are still exported; nothing is written for it.
     let bad = MetricSpec {

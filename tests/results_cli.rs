@@ -72,6 +72,34 @@ fn subcommands_parse_their_flags() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("--last"), "{err}");
+    let err = Cli::try_parse_from([
+        "starvation",
+        "export",
+        "--out",
+        "o",
+        "--last",
+        "5m",
+        "--role",
+        "scaled",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--pair"), "{err}");
+    assert!(
+        Cli::try_parse_from([
+            "starvation",
+            "export",
+            "--out",
+            "o",
+            "--last",
+            "5m",
+            "--role",
+            "scaled",
+            "--pair",
+            "0"
+        ])
+        .is_err()
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use super::ResultsError;
 use super::fsutil::{ensure_dir, py_float, write_atomic};
 use super::metrics::{self, Kind, MetricSpec, combine_series};
 use super::promjson::{QueryRangeResponse, parse_response};
+use super::runmeta::{Role, RunMeta, ScaleEvent};
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,6 +43,29 @@ pub struct ExportOpts {
     /// Per-query HTTP timeout.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Also write run.json (see docs/results.md) marking this run as ROLE of pair --pair, with the
+    /// range as start/end and the scale events found in the export.
+    #[arg(long, value_enum, requires = "pair")]
+    pub role: Option<RoleArg>,
+    /// Pair index (≥ 1) for run.json; needs --role.
+    #[arg(long, requires = "role", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pair: Option<u32>,
+}
+
+/// `--role` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    Baseline,
+    Scaled,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Baseline => Role::Baseline,
+            RoleArg::Scaled => Role::Scaled,
+        }
+    }
 }
 
 fn export_after_help() -> String {
@@ -239,6 +263,34 @@ pub async fn export_specs(
     Ok(report)
 }
 
+/// Run metadata for an exported run: the range, step and test id, and one scale event per
+/// rise of the exported `Scale event` series (the scaler's call counter/flag).
+pub fn run_meta_for(req: &ExportRequest, role: Role, pair: u32) -> Result<RunMeta, ResultsError> {
+    let mut meta = RunMeta::new(role, pair, req.start);
+    meta.end = Some(req.end);
+    meta.step_s = Some(req.step.as_secs_f64());
+    meta.testid = Some(req.testid.clone());
+    let spec = metrics::spec(metrics::SCALE_EVENT);
+    let path = req.out.join(spec.json_file());
+    if path.exists() {
+        let resp = super::promjson::read_export(&path)?;
+        let mut prev = 0.0;
+        for (ts, v) in combine_series(resp.series().unwrap_or(&[]), spec.combine) {
+            if v > prev
+                && let Some(at) = DateTime::from_timestamp_millis((ts * 1000.0).round() as i64)
+            {
+                meta.scale_events.push(ScaleEvent {
+                    at,
+                    from: None,
+                    to: None,
+                });
+            }
+            prev = v;
+        }
+    }
+    Ok(meta)
+}
+
 /// Resolve the time range from the options.
 pub fn request_from_opts(
     opts: &ExportOpts,
@@ -272,6 +324,15 @@ pub async fn run(opts: ExportOpts) -> anyhow::Result<()> {
     let req = request_from_opts(&opts, Utc::now())?;
     let report = export_range(&req).await?;
     print_report(&report, &req.out);
+    if let (Some(role), Some(pair)) = (opts.role, opts.pair) {
+        let meta = run_meta_for(&req, role.into(), pair)?;
+        meta.write(&req.out)?;
+        println!(
+            "  run.json: {} run of pair {pair}, {} scale event(s)",
+            meta.role.as_str(),
+            meta.scale_events.len()
+        );
+    }
     if !report.ok() {
         anyhow::bail!(
             "{} of {} metrics failed to export: {}",
