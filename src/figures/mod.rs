@@ -129,6 +129,7 @@ pub fn draw_all(
     let mut written = Vec::new();
     for stem in &stems {
         for &fmt in formats {
+            crate::results::fsutil::check_cancel()?;
             let path = out.join(format!("{stem}.{}", fmt.ext()));
             let tmp = temp_path_for(&path);
             let res = draw::draw_figure(stem, data, window, fmt, &tmp).and_then(|_| {
@@ -150,15 +151,23 @@ pub fn draw_all(
 }
 
 pub async fn run(opts: FiguresOpts) -> anyhow::Result<()> {
-    let written = tokio::task::spawn_blocking(move || -> Result<Vec<PathBuf>, FigureError> {
-        let data = read_mean_data(&opts.data)?;
-        let window = match opts.scale_window {
-            Some(w) => Some(w),
-            None => recorded_window(&opts.data)?,
-        };
-        draw_all(&data, &opts.out, &opts.format, window)
-    })
-    .await??;
+    let written = crate::results::run_blocking_interruptible(
+        move || -> Result<Vec<PathBuf>, FigureError> {
+            let data = read_mean_data(&opts.data)?;
+            let window = match opts.scale_window {
+                Some(w) => Some(w),
+                None => recorded_window(&opts.data)?,
+            };
+            draw_all(&data, &opts.out, &opts.format, window)
+        },
+        |e| {
+            matches!(
+                e,
+                FigureError::Results(crate::results::ResultsError::Interrupted)
+            )
+        },
+    )
+    .await?;
     println!("wrote {} figures", written.len());
     for p in &written {
         println!("  {}", p.display());

@@ -352,6 +352,7 @@ pub fn aggregate_with(
     let bar = super::fsutil::progress_bar(all.len() as u64, "reading runs");
     let mut data: Vec<RunData> = Vec::with_capacity(all.len());
     for r in &all {
+        super::fsutil::check_cancel()?;
         data.push(load_run(r, step_s)?);
         bar.inc(1);
     }
@@ -372,6 +373,7 @@ pub fn aggregate_with(
             .into_iter()
             .enumerate()
         {
+            super::fsutil::check_cancel()?;
             let slots = slot_stats(runs, spec.readable, step_s);
             if slots.is_empty() {
                 continue;
@@ -590,11 +592,14 @@ pub fn render_markdown(s: &Summary) -> String {
 }
 
 pub async fn run(opts: AggregateOpts) -> anyhow::Result<()> {
-    let summary = tokio::task::spawn_blocking(move || {
-        aggregate_with(&opts.runs, &opts.out, opts.step, opts.resamples, opts.seed)
-            .map(|s| (s, opts.out))
-    })
-    .await??;
+    let summary = super::run_blocking_interruptible(
+        move || {
+            aggregate_with(&opts.runs, &opts.out, opts.step, opts.resamples, opts.seed)
+                .map(|s| (s, opts.out))
+        },
+        |e| matches!(e, ResultsError::Interrupted),
+    )
+    .await?;
     let (s, out) = summary;
     println!(
         "aggregated {} baseline and {} scaled runs ({} complete pairs) into {}",

@@ -322,7 +322,12 @@ pub fn request_from_opts(
 
 pub async fn run(opts: ExportOpts) -> anyhow::Result<()> {
     let req = request_from_opts(&opts, Utc::now())?;
-    let report = export_range(&req).await?;
+    // Dropping the export at Ctrl-C is safe: files are written synchronously between two
+    // awaits, so an interrupted export stops during a query, never mid-file.
+    let report = tokio::select! {
+        r = export_range(&req) => r?,
+        _ = tokio::signal::ctrl_c() => return Err(anyhow::Error::new(crate::Interrupted)),
+    };
     print_report(&report, &req.out);
     if let (Some(role), Some(pair)) = (opts.role, opts.pair) {
         let meta = run_meta_for(&req, role.into(), pair)?;

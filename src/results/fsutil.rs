@@ -63,6 +63,31 @@ pub fn py_float(v: f64) -> String {
     }
 }
 
+static CANCEL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ask long-running work (aggregate, figures) to stop before its next file.
+pub fn request_cancel() {
+    CANCEL.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// True once [`request_cancel`] was called (Ctrl-C).
+pub fn cancelled() -> bool {
+    CANCEL.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+pub(crate) fn reset_cancel() {
+    CANCEL.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// `Err(Interrupted)` once Ctrl-C was pressed.
+pub fn check_cancel() -> Result<(), ResultsError> {
+    if cancelled() {
+        Err(ResultsError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
 /// A progress bar on stderr for long work (hidden for fewer than 20 items, and by indicatif
 /// when stderr is not a terminal).
 pub fn progress_bar(len: u64, msg: &'static str) -> indicatif::ProgressBar {

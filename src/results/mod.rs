@@ -28,6 +28,9 @@ pub enum ResultsError {
     BadRunMeta { path: PathBuf, message: String },
     #[error("{0}")]
     Usage(String),
+    /// The user pressed Ctrl-C; work stopped between two files.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl ResultsError {
@@ -36,5 +39,30 @@ impl ResultsError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// Run blocking work with Ctrl-C handling: the first Ctrl-C asks the work to stop between two
+/// files (see [`fsutil::cancelled`]); an interrupted run returns [`crate::Interrupted`].
+pub(crate) async fn run_blocking_interruptible<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+    is_interrupt: fn(&E) -> bool,
+) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fsutil::reset_cancel();
+    let watcher = tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            fsutil::request_cancel();
+        }
+    });
+    let res = tokio::task::spawn_blocking(work).await;
+    watcher.abort();
+    match res? {
+        Ok(v) => Ok(v),
+        Err(e) if is_interrupt(&e) => Err(anyhow::Error::new(crate::Interrupted)),
+        Err(e) => Err(e.into()),
     }
 }
