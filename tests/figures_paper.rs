@@ -114,7 +114,7 @@ fn colour_checks_tell_the_series_apart() {
     let full = read_mean_data(&common::reference_dir().join("paper-means")).unwrap();
     let only_baseline = MeanData {
         baseline: full.baseline.clone(),
-        scaled: Default::default(),
+        ..Default::default()
     };
     assert!(
         only_baseline
@@ -149,5 +149,38 @@ fn bad_data_dirs_are_explained() {
     assert!(
         err.contains("Busy_Worker_Threads_export_mean_values.csv") && err.contains("line 2"),
         "{err}"
+    );
+}
+
+#[test]
+fn overlays_shade_the_5_to_95_percent_band_when_stats_exist() {
+    let full = read_mean_data(&common::reference_dir().join("paper-means")).unwrap();
+    let metric = "System Runtime ThreadPool Queue Length";
+    let mut data = MeanData {
+        baseline: full.baseline.clone(),
+        scaled: full.scaled.clone(),
+        ..Default::default()
+    };
+    let band: Vec<(f64, f64, f64)> = data.baseline[metric]
+        .iter()
+        .map(|&(t, v)| (t, v * 0.7, v * 1.3 + 2.0))
+        .collect();
+    data.bands.insert((Role::Baseline, metric), band);
+    let out = tempfile::tempdir().unwrap();
+    draw_all(&data, out.path(), &[Format::Png], None).unwrap();
+    let light_blue = |name: &str| {
+        let decoder = png::Decoder::new(std::fs::File::open(out.path().join(name)).unwrap());
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        buf[..info.buffer_size()]
+            .chunks(info.color_type.samples())
+            .filter(|p| p[2] == 255 && p[0] == p[1] && (215..235).contains(&p[0]))
+            .count()
+    };
+    assert!(light_blue("System_Runtime_ThreadPool_Queue_Length_overlay.png") > 5000);
+    assert!(
+        light_blue("Busy_Worker_Threads_overlay.png") < 500,
+        "no band without stats"
     );
 }

@@ -9,11 +9,16 @@ use std::path::{Path, PathBuf};
 /// `(offset_s, value)` points, sorted by offset.
 pub type Series = Vec<(f64, f64)>;
 
+/// A 5–95 % band: `(offset_s, p5, p95)` points.
+pub type Band = Vec<(f64, f64, f64)>;
+
 /// The mean curves of both roles, keyed by readable metric name.
 #[derive(Debug, Clone, Default)]
 pub struct MeanData {
     pub baseline: BTreeMap<&'static str, Series>,
     pub scaled: BTreeMap<&'static str, Series>,
+    /// 5–95 % bands `(offset_s, p5, p95)` from `<name>_export_stats.csv`, when present.
+    pub bands: BTreeMap<(Role, &'static str), Band>,
 }
 
 impl MeanData {
@@ -23,6 +28,13 @@ impl MeanData {
             Role::Scaled => self.scaled.get(metric),
         }
         .filter(|s| !s.is_empty())
+    }
+    pub fn band(&self, role: Role, metric: &str) -> Option<&[(f64, f64, f64)]> {
+        self.bands
+            .iter()
+            .find(|((r, m), _)| *r == role && *m == metric)
+            .map(|(_, v)| v.as_slice())
+            .filter(|v| !v.is_empty())
     }
     /// Metrics present in either role, in export order.
     pub fn metrics(&self) -> Vec<&'static MetricSpec> {
@@ -79,6 +91,38 @@ pub fn read_mean_csv(path: &Path) -> Result<Series, FigureError> {
     Ok(out)
 }
 
+/// Read a `<name>_export_stats.csv` (`timestamp,n,mean,median,p5,p95`) into `(offset, p5, p95)`.
+pub fn read_band_csv(path: &Path) -> Result<Band, FigureError> {
+    let bad = |message: String| FigureError::BadData {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| bad(e.to_string()))?;
+    let headers = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let (Some(ti), Some(lo), Some(hi)) = (col("timestamp"), col("p5"), col("p95")) else {
+        return Err(bad(
+            "expected the columns timestamp,n,mean,median,p5,p95 (written by `starvation aggregate`)"
+                .into(),
+        ));
+    };
+    let mut out = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| bad(e.to_string()))?;
+        let num = |idx: usize| -> Result<f64, FigureError> {
+            let s = rec.get(idx).unwrap_or("");
+            s.parse::<f64>()
+                .map_err(|_| bad(format!("line {}: {s:?} is not a number", i + 2)))
+        };
+        out.push((num(ti)?, num(lo)?, num(hi)?));
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(out)
+}
+
 fn role_dir(data: &Path, role: Role) -> Option<PathBuf> {
     let names: &[&str] = match role {
         Role::Baseline => &["baseline", "initial"],
@@ -115,6 +159,12 @@ pub fn read_mean_data(data: &Path) -> Result<MeanData, FigureError> {
             let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
+            if let Some(stem) = name.strip_suffix("_export_stats.csv") {
+                if let Some(spec) = metrics::find(stem) {
+                    md.bands.insert((role, spec.readable), read_band_csv(&p)?);
+                }
+                continue;
+            }
             let Some(stem) = name.strip_suffix("_export_mean_values.csv") else {
                 continue;
             };

@@ -40,6 +40,8 @@ struct Line<'a> {
     color: RGBColor,
     marker: Marker,
     points: &'a [(f64, f64)],
+    /// Optional 5–95 % band drawn behind the line.
+    band: &'a [(f64, f64, f64)],
 }
 
 struct Panel<'a> {
@@ -187,18 +189,21 @@ where
                         color: BASE_BLUE,
                         marker: Marker::Circle,
                         points: get(metrics::QUEUE_LENGTH),
+                        band: &[],
                     },
                     Line {
                         label: "Response Time (s)",
                         color: SCALED_RED,
                         marker: Marker::Circle,
                         points: get(metrics::REQUEST_DURATION_P99),
+                        band: &[],
                     },
                     Line {
                         label: "Container CPU Usage (%)",
                         color: CPU_ORANGE,
                         marker: Marker::Circle,
                         points: get(metrics::RUNTIME_CPU),
+                        band: &[],
                     },
                 ];
                 let panel = Panel {
@@ -229,7 +234,7 @@ where
             let panel = Panel {
                 title: spec.readable,
                 y_label: spec.unit,
-                lines: two_roles(data, spec.readable),
+                lines: with_bands(data, spec.readable),
                 band: window,
                 band_label: "Scaling Event",
                 legend_pos: SeriesLabelPosition::UpperRight,
@@ -250,20 +255,36 @@ fn two_roles<'a>(data: &'a MeanData, metric: &str) -> Vec<Line<'a>> {
             color: BASE_BLUE,
             marker: Marker::Circle,
             points: get(Role::Baseline),
+            band: &[],
         },
         Line {
             label: "Scaled Run",
             color: SCALED_RED,
             marker: Marker::Square,
             points: get(Role::Scaled),
+            band: &[],
         },
     ]
+}
+
+/// [`two_roles`] with the 5–95 % bands (overlays only; the paper's composite figures have none).
+fn with_bands<'a>(data: &'a MeanData, metric: &str) -> Vec<Line<'a>> {
+    let mut lines = two_roles(data, metric);
+    for (line, role) in lines.iter_mut().zip([Role::Baseline, Role::Scaled]) {
+        line.band = data.band(role, metric).unwrap_or(&[]);
+    }
+    lines
 }
 
 fn y_range(lines: &[Line]) -> (f64, f64) {
     let vals = lines
         .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .flat_map(|l| {
+            l.points
+                .iter()
+                .map(|p| p.1)
+                .chain(l.band.iter().flat_map(|b| [b.1, b.2]))
+        })
         .filter(|v| v.is_finite());
     let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
         (a.min(v), b.max(v))
@@ -346,6 +367,24 @@ where
         }
     }
 
+    for line in &p.lines {
+        if line.band.len() < 2 {
+            continue;
+        }
+        let mut outline: Vec<(f64, f64)> = line.band.iter().map(|b| (b.0, b.2)).collect();
+        outline.extend(line.band.iter().rev().map(|b| (b.0, b.1)));
+        let color = line.color;
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                outline,
+                color.mix(0.12).filled(),
+            )))
+            .map_err(err(path))?
+            .label(format!("{} 5–95 %", line.label))
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 8), (x + 32, y + 8)], color.mix(0.12).filled())
+            });
+    }
     for line in &p.lines {
         if line.points.is_empty() {
             continue;
