@@ -168,6 +168,16 @@ fn aggregating_the_paper_pair_reproduces_its_samples() {
     // The baseline failed 49 requests, the scaled run none (its export is empty).
     assert_eq!(summary.requests_baseline.failed_sum, Some(49.0));
     assert_eq!(summary.requests_scaled.failed_sum, Some(0.0));
+    let failed = summary
+        .metrics
+        .iter()
+        .find(|m| m.metric == "Failed Requests")
+        .unwrap();
+    assert_eq!(failed.scaled.as_ref().map(|c| c.peak), Some(0.0));
+    assert_eq!(
+        failed.paired_peak_diff.as_ref().map(|d| d.median),
+        Some(-49.0)
+    );
     let l = summary.p99_latency.unwrap();
     assert!(l.baseline_peak_s > l.scaled_peak_s);
     assert!(out.path().join("summary.md").exists());

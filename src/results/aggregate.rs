@@ -375,22 +375,36 @@ pub fn aggregate_with(
         {
             super::fsutil::check_cancel()?;
             let slots = slot_stats(runs, spec.readable, step_s);
+            let with_data = runs
+                .iter()
+                .filter(|r| r.aligned.contains_key(spec.readable))
+                .count();
             if slots.is_empty() {
+                // A counter exported with no series (the paper's empty Failed_Requests) counted
+                // nothing: zero, though there is no curve to write.
+                if spec.kind == Kind::Counter && with_data > 0 {
+                    side_stats[i] = Some(CurveStats {
+                        runs: with_data,
+                        peak: 0.0,
+                        peak_at_s: 0.0,
+                        mean: 0.0,
+                    });
+                }
                 continue;
             }
             let dir = out_dir.join(role.as_str());
             ensure_dir(&dir, "--out")?;
             write_atomic(&dir.join(spec.mean_file()), mean_csv(&slots).as_bytes())?;
             write_atomic(&dir.join(spec.stats_file()), stats_csv(&slots).as_bytes())?;
-            let with_data = runs
-                .iter()
-                .filter(|r| r.aligned.contains_key(spec.readable))
-                .count();
             side_stats[i] = curve_stats(&slots, with_data);
             mean_curves.insert((spec.readable, role), slots);
         }
         let per_run = |r: &RunData, f: fn(&[(f64, f64)]) -> Option<f64>| {
-            r.aligned.get(spec.readable).and_then(|v| f(v))
+            let v = r.aligned.get(spec.readable)?;
+            if v.is_empty() && spec.kind == Kind::Counter {
+                return Some(0.0);
+            }
+            f(v)
         };
         let peak = |v: &[(f64, f64)]| v.iter().map(|p| p.1).reduce(f64::max);
         let avg = |v: &[(f64, f64)]| stats::mean(&v.iter().map(|p| p.1).collect::<Vec<_>>());
