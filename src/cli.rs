@@ -24,6 +24,12 @@ pub enum Command {
     Alertapi(crate::scaler::Opts),
     /// Exit 0 if a URL answers 2xx: the healthcheck of the FROM-scratch images.
     Probe(crate::probe::Opts),
+    /// Export a run's metrics from Prometheus (query_range) to JSON + CSV.
+    Export(crate::results::export::ExportOpts),
+    /// Pair baseline and scaled runs and write mean datasets and a summary.
+    Aggregate(crate::results::aggregate::AggregateOpts),
+    /// Draw the paper's figures from mean datasets (PNG/SVG).
+    Figures(crate::figures::FiguresOpts),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -31,6 +37,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(opts) => crate::workload::run(opts).await,
         Command::Alertapi(opts) => crate::scaler::run(opts).await,
         Command::Probe(opts) => crate::probe::run(opts).await,
+        Command::Export(opts) => crate::results::export::run(opts).await,
+        Command::Aggregate(opts) => crate::results::aggregate::run(opts).await,
+        Command::Figures(opts) => crate::figures::run(opts).await,
     }
 }
 

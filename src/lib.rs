@@ -2,8 +2,10 @@
 //! before its users feel it. One module per component; see `docs/architecture.md`.
 
 pub mod cli;
+pub mod figures;
 pub mod orchestrator;
 pub mod probe;
+pub mod results;
 pub mod scaler;
 pub mod workload;
 

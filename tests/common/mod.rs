@@ -25,6 +25,21 @@ pub fn external(binary: &str, package: &str, test: &str) -> Option<PathBuf> {
     None
 }
 
+/// The shared reference data: `$STARVATION_REFERENCE_DIR`, else
+/// `<crate>/../shared/reference` (CI clones the repository with `shared/` beside it).
+pub fn reference_dir() -> PathBuf {
+    let dir = std::env::var_os("STARVATION_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"));
+    assert!(
+        dir.join("paper-exports").is_dir() && dir.join("paper-means").is_dir(),
+        "reference data not found: looked for paper-exports/ and paper-means/ in {} \
+         (set STARVATION_REFERENCE_DIR to the directory holding them)",
+        dir.display()
+    );
+    dir
+}
+
 /// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
 pub struct Proc {
     pub child: Child,

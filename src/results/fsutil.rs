@@ -1,0 +1,136 @@
+//! Atomic file writes: write a temporary file beside the target, then rename it into place, so a
+//! crash or an error never leaves a half-written output behind.
+
+use super::ResultsError;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A temporary path in the same directory as `path` that keeps its extension (plotters picks the
+/// image encoder from the extension).
+pub fn temp_path_for(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".to_string());
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) => (s.to_string(), format!(".{e}")),
+        None => (name.clone(), String::new()),
+    };
+    let tmp = format!(".{stem}.tmp-{}{ext}", std::process::id());
+    path.with_file_name(tmp)
+}
+
+/// Write `bytes` to `path` atomically (temp file + fsync + rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
+    let tmp = temp_path_for(path);
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ResultsError::io(path, e));
+    }
+    Ok(())
+}
+
+/// Create `dir` (and parents), naming the flag it came from when that fails.
+pub fn ensure_dir(dir: &Path, flag: &str) -> Result<(), ResultsError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        ResultsError::Usage(format!(
+            "{flag} {}: cannot create the directory: {e}; pass a writable directory",
+            dir.display()
+        ))
+    })
+}
+
+/// Format a float the way Python's `repr` does for ordinary values (`5.0`, `7.25531914893617`),
+/// so our CSVs look like the paper's.
+pub fn py_float(v: f64) -> String {
+    if v.is_nan() {
+        return "nan".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let s = format!("{v}");
+    if s.contains('.') || s.contains('e') {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+static CANCEL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ask long-running work (aggregate, figures) to stop before its next file.
+pub fn request_cancel() {
+    CANCEL.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// True once [`request_cancel`] was called (Ctrl-C).
+pub fn cancelled() -> bool {
+    CANCEL.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+pub(crate) fn reset_cancel() {
+    CANCEL.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// `Err(Interrupted)` once Ctrl-C was pressed.
+pub fn check_cancel() -> Result<(), ResultsError> {
+    if cancelled() {
+        Err(ResultsError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+/// A progress bar on stderr for long work (hidden for fewer than 20 items, and by indicatif
+/// when stderr is not a terminal).
+pub fn progress_bar(len: u64, msg: &'static str) -> indicatif::ProgressBar {
+    if len < 20 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(msg);
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn py_float_matches_python_repr() {
+        assert_eq!(py_float(0.0), "0.0");
+        assert_eq!(py_float(145.0), "145.0");
+        assert_eq!(py_float(7.25531914893617), "7.25531914893617");
+        assert_eq!(py_float(-2.5), "-2.5");
+    }
+
+    #[test]
+    fn temp_path_keeps_extension_and_directory() {
+        let p = temp_path_for(Path::new("/x/y/Stacked_Figures.png"));
+        assert_eq!(p.parent(), Some(Path::new("/x/y")));
+        assert!(p.to_string_lossy().ends_with(".png"));
+        assert_ne!(p, Path::new("/x/y/Stacked_Figures.png"));
+    }
+
+    #[test]
+    fn write_atomic_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.csv");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,155 @@
+//! The `export`, `aggregate` and `figures` subcommands through the command-line parser and
+//! `cli::run`, end to end on the paper's pair: exports → means + summary → figures.
+
+mod common;
+
+use clap::Parser;
+use starvation::cli::{Cli, Command, run};
+
+#[test]
+fn subcommands_parse_their_flags() {
+    let cli = Cli::try_parse_from([
+        "starvation",
+        "figures",
+        "--data",
+        "d",
+        "--out",
+        "o",
+        "--format",
+        "png,svg",
+        "--scale-window",
+        "24:55",
+    ])
+    .unwrap();
+    let Command::Figures(f) = cli.command else {
+        panic!("not figures")
+    };
+    assert_eq!(
+        f.format,
+        vec![
+            starvation::figures::Format::Png,
+            starvation::figures::Format::Svg
+        ]
+    );
+    assert_eq!(f.scale_window, Some((24.0, 55.0)));
+
+    let cli =
+        Cli::try_parse_from(["starvation", "aggregate", "--runs", "r", "--out", "o"]).unwrap();
+    let Command::Aggregate(a) = cli.command else {
+        panic!("not aggregate")
+    };
+    assert_eq!(a.step, std::time::Duration::from_secs(5));
+    assert_eq!(a.resamples, 2000);
+
+    let err = Cli::try_parse_from([
+        "starvation",
+        "figures",
+        "--data",
+        "d",
+        "--out",
+        "o",
+        "--scale-window",
+        "55:24",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--scale-window") && err.contains("START"),
+        "{err}"
+    );
+    let err = Cli::try_parse_from([
+        "starvation",
+        "export",
+        "--out",
+        "o",
+        "--start",
+        "1",
+        "--end",
+        "2",
+        "--last",
+        "5m",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--last"), "{err}");
+    let err = Cli::try_parse_from([
+        "starvation",
+        "export",
+        "--out",
+        "o",
+        "--last",
+        "5m",
+        "--role",
+        "scaled",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--pair"), "{err}");
+    assert!(
+        Cli::try_parse_from([
+            "starvation",
+            "export",
+            "--out",
+            "o",
+            "--last",
+            "5m",
+            "--role",
+            "scaled",
+            "--pair",
+            "0"
+        ])
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn aggregate_then_figures_on_the_paper_pair() {
+    let reference = common::reference_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let means = tmp.path().join("means");
+    let figs = tmp.path().join("figs");
+    let runs = reference.join("paper-exports");
+    let cli = Cli::try_parse_from([
+        "starvation",
+        "aggregate",
+        "--runs",
+        runs.to_str().unwrap(),
+        "--out",
+        means.to_str().unwrap(),
+    ])
+    .unwrap();
+    run(cli).await.unwrap();
+    assert!(means.join("summary.json").exists());
+    assert!(
+        means
+            .join("scaled/System_Runtime_ThreadPool_Queue_Length_export_mean_values.csv")
+            .exists()
+    );
+
+    // No --scale-window: the band comes from summary.json.
+    let cli = Cli::try_parse_from([
+        "starvation",
+        "figures",
+        "--data",
+        means.to_str().unwrap(),
+        "--out",
+        figs.to_str().unwrap(),
+        "--format",
+        "svg",
+    ])
+    .unwrap();
+    run(cli).await.unwrap();
+    for f in [
+        "Stacked_Figures.svg",
+        "Thread_Response_CPU.svg",
+        "Request_Duration_overlay.svg",
+        "Total_Requests_overlay.svg",
+    ] {
+        assert!(figs.join(f).exists(), "{f}");
+    }
+    let svg = std::fs::read_to_string(figs.join("Stacked_Figures.svg")).unwrap();
+    assert!(
+        svg.contains("Scaling Event"),
+        "band legend from the recorded window"
+    );
+}
