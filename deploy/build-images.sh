@@ -2,7 +2,10 @@
 # Builds the FROM-scratch image of the project binary: a static (glibc, crt-static) build of
 # `starvation` plus the Debian CA bundle. Nothing is pulled; no registry is needed.
 #
-#   deploy/build-images.sh [--profile dev|release|NAME] [--tag IMAGE:TAG] [--print-time]
+#   deploy/build-images.sh [--profile dev|release|NAME] [--tag IMAGE:TAG] [--all]
+#
+# --all also builds the monitoring images of the stack (starvation/prometheus, /pushgateway,
+# /alertmanager, /node-exporter) from this machine's Debian packages, tagged like --tag.
 #
 # The static build goes to its own target dir (default target/static, override with
 # STARVATION_STATIC_TARGET_DIR) so it neither invalidates nor waits for the normal build.
@@ -13,13 +16,15 @@ cd "$(dirname "$0")/.."
 
 profile=dev
 tag=starvation:dev
+all=false
 while (($#)); do
     case "$1" in
     --profile) profile="$2"; shift 2 ;;
     --profile=*) profile="${1#*=}"; shift ;;
     --tag) tag="$2"; shift 2 ;;
     --tag=*) tag="${1#*=}"; shift ;;
-    -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
+    --all) all=true; shift ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "build-images.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -64,4 +69,7 @@ cp "$ca_bundle" "$context/ca-certificates.crt"
 echo "==> docker build -t $tag" >&2
 # The classic builder: this Engine has no buildx plugin, and FROM scratch needs nothing more.
 DOCKER_BUILDKIT=0 docker build -q -t "$tag" -f deploy/docker/Dockerfile.starvation "$context" >&2
+if $all; then
+    DOCKER_BUILDKIT=0 deploy/docker/build-monitoring-images.sh --probe "$bin" --tag "${tag##*:}"
+fi
 echo "$tag"

@@ -14,3 +14,6 @@ docker-compose -f docker-compose.yml -f docker-compose.mongodb.yml config -q 2>&
     grep -v "use the 'configs' key, which will be ignored" || true
 docker-compose -f docker-compose.yml -f docker-compose.mongodb.yml config -q
 docker stack config -c docker-compose.yml -c docker-compose.mongodb.yml >/dev/null
+echo "==> terraform files (python-hcl2)"
+python3 -c 'import hcl2' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check "python-hcl2==8.1.4"
+python3 terraform/check.py

@@ -59,7 +59,7 @@ ENTRYPOINT $entrypoint
 CMD $cmd
 DOCKERFILE
     echo "==> starvation/$name:$tag" >&2
-    docker build -q -t "starvation/$name:$tag" "$ctx" >/dev/null
+    DOCKER_BUILDKIT=0 docker build -q -t "starvation/$name:$tag" "$ctx" >/dev/null
 }
 
 build prometheus 9090 /-/healthy /prometheus '["/usr/bin/prometheus"]' \
