@@ -69,7 +69,7 @@ build pushgateway 9091 /-/healthy /pushgateway '["/usr/bin/prometheus-pushgatewa
     /usr/bin/prometheus-pushgateway
 build alertmanager 9093 /-/healthy /alertmanager '["/usr/bin/prometheus-alertmanager"]' \
     '["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager"]' \
-    /usr/bin/prometheus-alertmanager /usr/bin/amtool
+    /usr/bin/prometheus-alertmanager /usr/bin/amtool /usr/share/prometheus/alertmanager
 build node-exporter 9100 /metrics /tmp '["/usr/bin/prometheus-node-exporter"]' \
     '["--path.procfs=/host/proc", "--path.sysfs=/host/sys", "--path.rootfs=/host/root"]' \
     /usr/bin/prometheus-node-exporter
