@@ -16,10 +16,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Open-model spike test with k6 ramping-arrival-rate semantics.
+    Load(crate::load::Opts),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Load(opts) => crate::load::run(opts).await,
+    }
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default `info` level.

@@ -2,6 +2,7 @@
 //! before its users feel it. One module per component; see `docs/architecture.md`.
 
 pub mod cli;
+pub mod load;
 
 /// Returned by a command the user stopped with Ctrl-C after it cleaned up; `main` exits 130.
 #[derive(Debug, thiserror::Error)]
