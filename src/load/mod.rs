@@ -45,8 +45,11 @@ pub const PAPER_STAGES: &str = "15:30s,20:30s,30:30s,35:30s,5:30s";
 pub const DEFAULT_TESTID: &str = "threadloadtest";
 
 /// Command-line options of `starvation load`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(about = "Open-model spike test with k6 ramping-arrival-rate semantics")]
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "load",
+    about = "Open-model spike test with k6 ramping-arrival-rate semantics"
+)]
 pub struct Opts {
     /// URL every iteration GETs.
     #[arg(

@@ -4,7 +4,7 @@
 //!
 //! Counters and gauges go in one request; the native histogram `k6_http_req_duration_seconds`
 //! goes in its own request, because a receiver without native histograms rejects a whole request
-//! that holds one. When the receiver rejects the histogram request (4xx), the writer falls back to
+//! that holds one. When the receiver takes the plain request but rejects the histogram one, the writer falls back to
 //! a classic histogram (`_bucket{le}`, `_sum`, `_count`) for the rest of the run.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -387,9 +387,9 @@ impl RemoteWriter {
         let scalars = self.post(&scalar_request(snap, config, ts)).await;
         if self.native {
             match self.post(&native_request(snap, config, ts)).await {
-                Err(RemoteWriteError::Rejected { status, body, .. })
-                    if (400..500).contains(&status) =>
-                {
+                // The receiver took the plain samples but not the histogram: it has no native
+                // histograms (Prometheus answers 400 or 500 "native histograms are disabled").
+                Err(RemoteWriteError::Rejected { status, body, .. }) if scalars.is_ok() => {
                     tracing::warn!(
                         status,
                         body,

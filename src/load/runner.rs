@@ -119,12 +119,29 @@ fn hist() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant figures is valid")
 }
 
+/// Records into an auto-resizing histogram (which `saturating_record` would clamp instead).
+pub(crate) fn record(h: &mut Histogram<u64>, v: u64) {
+    if h.record(v).is_err() {
+        h.saturating_record(v);
+    }
+}
+
 fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).max(1)
 }
 
 impl Recorder {
-    fn new(pre_allocated: u64) -> Self {
+    fn new(pre_allocated: u64, expect_status: u16) -> Self {
+        // The series of successful requests exists from the start with zero counts, so a
+        // remote-write receiver sees it begin at 0 and rate() covers the first requests too.
+        let mut requests = BTreeMap::new();
+        requests.insert(
+            RequestKey {
+                status: expect_status,
+                expected_response: true,
+            },
+            RequestSeries::default(),
+        );
         Self {
             started_at: Instant::now(),
             wall_start: SystemTime::now(),
@@ -143,7 +160,7 @@ impl Recorder {
             service: hist(),
             response: hist(),
             lag: hist(),
-            requests: BTreeMap::new(),
+            requests,
             seconds: Vec::new(),
         }
     }
@@ -254,7 +271,7 @@ impl Live {
             r.vus_peak_busy = r.vus_peak_busy.max(r.vus_busy);
             r.started += 1;
             let lag = now.saturating_sub(offset);
-            r.lag.saturating_record(micros(lag));
+            record(&mut r.lag, micros(lag));
             r.bucket(now).started += 1;
             true
         } else {
@@ -288,9 +305,8 @@ impl Live {
                 Outcome::OtherError => r.errors.other += 1,
             }
         }
-        r.service.saturating_record(micros(service));
-        r.response
-            .saturating_record(micros(now.saturating_sub(offset)));
+        record(&mut r.service, micros(service));
+        record(&mut r.response, micros(now.saturating_sub(offset)));
         let key = RequestKey {
             status: outcome.status(),
             expected_response: expected,
@@ -339,7 +355,10 @@ impl Runner {
             .user_agent(concat!("starvation-load/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let live = Live {
-            inner: Arc::new(Mutex::new(Recorder::new(config.pre_allocated_vus))),
+            inner: Arc::new(Mutex::new(Recorder::new(
+                config.pre_allocated_vus,
+                config.expect_status,
+            ))),
             schedule: Arc::new(schedule),
             config: Arc::new(config),
         };
@@ -360,27 +379,18 @@ impl Runner {
             r.started_at = start.into_std();
             r.wall_start = SystemTime::now();
         }
-        let mut tasks: JoinSet<()> = JoinSet::new();
-        let mut cancelled = false;
-        for offset in live.schedule.iter() {
-            let at = start + offset;
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => { cancelled = true; break; }
-                _ = tokio::time::sleep_until(at) => {}
-            }
-            // Reap finished tasks so the set does not grow with the run length.
-            while tasks.try_join_next().is_some() {}
-            if live.try_start(offset) {
-                let live = live.clone();
-                let client = self.client.clone();
-                tasks.spawn(async move {
-                    let sent = Instant::now();
-                    let outcome = request(&client, &live.config.url).await;
-                    live.finish(offset, sent.elapsed(), outcome);
-                });
-            }
-        }
+        // The schedule runs on its own thread: `std::thread::sleep` wakes within tens of
+        // microseconds, where the async timer rounds every deadline up to the next millisecond.
+        let (mut tasks, mut cancelled) = tokio::task::spawn_blocking({
+            let live = live.clone();
+            let client = self.client.clone();
+            let cancel = cancel.clone();
+            let handle = tokio::runtime::Handle::current();
+            let start = start.into_std();
+            move || schedule_loop(live, client, cancel, handle, start)
+        })
+        .await
+        .expect("the scheduler thread does not panic");
         if !cancelled {
             let drain = async { while tasks.join_next().await.is_some() {} };
             tokio::select! {
@@ -404,6 +414,47 @@ impl Runner {
             series: live.series(),
         }
     }
+}
+
+/// Walks the schedule in real time, starting or dropping each iteration.
+fn schedule_loop(
+    live: Live,
+    client: reqwest::Client,
+    cancel: CancellationToken,
+    handle: tokio::runtime::Handle,
+    start: Instant,
+) -> (JoinSet<()>, bool) {
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let schedule = live.schedule.clone();
+    for offset in schedule.iter() {
+        let at = start + offset;
+        loop {
+            if cancel.is_cancelled() {
+                return (tasks, true);
+            }
+            let now = Instant::now();
+            if now >= at {
+                break;
+            }
+            // Wake at least every 50 ms to notice a cancel.
+            std::thread::sleep((at - now).min(Duration::from_millis(50)));
+        }
+        // Reap finished tasks so the set does not grow with the run length.
+        while tasks.try_join_next().is_some() {}
+        if live.try_start(offset) {
+            let live = live.clone();
+            let client = client.clone();
+            tasks.spawn_on(
+                async move {
+                    let sent = Instant::now();
+                    let outcome = request(&client, &live.config.url).await;
+                    live.finish(offset, sent.elapsed(), outcome);
+                },
+                &handle,
+            );
+        }
+    }
+    (tasks, cancel.is_cancelled())
 }
 
 async fn request(client: &reqwest::Client, url: &url::Url) -> Outcome {

@@ -25,9 +25,10 @@ pub struct SecondBucket {
 
 impl SecondBucket {
     pub(crate) fn record_service(&mut self, micros: u64) {
-        self.service
-            .get_or_insert_with(|| Histogram::new(2).expect("valid sigfig"))
-            .saturating_record(micros);
+        let h = self
+            .service
+            .get_or_insert_with(|| Histogram::new(2).expect("valid sigfig"));
+        super::runner::record(h, micros);
     }
 
     fn quantile_ms(&self, q: f64) -> Option<f64> {
