@@ -736,3 +736,30 @@ async fn prometheus_without_native_histograms_gets_classic_series() {
     let mean_ms = summary["service_time"]["mean_ms"].as_f64().unwrap();
     assert!((sum / 120.0 * 1000.0 - mean_ms).abs() < 0.05 * mean_ms);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_interrupts_what_is_still_running() {
+    let server = serve(StatusCode::OK, |_| Duration::from_secs(3)).await;
+    let began = std::time::Instant::now();
+    let report = run_args(&[
+        "--url",
+        &server.url(),
+        "--stages",
+        "4:1s",
+        "--start-rate",
+        "4",
+        "--graceful-stop",
+        "300ms",
+    ])
+    .await;
+    let s = &report.summary;
+    assert_eq!(s.started, 4);
+    assert_eq!(s.completed, 0);
+    assert_eq!(s.interrupted, 4, "{s:#?}");
+    assert!(!s.stopped_by_user);
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "did not wait for the requests"
+    );
+    assert_eq!(report.series.rows.last().unwrap().in_flight, 0);
+}

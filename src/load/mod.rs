@@ -413,3 +413,61 @@ async fn progress(live: Live, total: Duration, expected: u64, stop: Cancellation
     }
     bar.finish_and_clear();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Opts {
+        let mut all = vec!["load"];
+        all.extend_from_slice(args);
+        Opts::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_the_paper_profile() {
+        let plan = Plan::from_opts(&parse(&[])).unwrap();
+        assert_eq!(plan.schedule, Schedule::paper());
+        assert_eq!(plan.schedule.total_iterations(), 3090);
+        let c = &plan.config;
+        assert_eq!(c.url.as_str(), "http://127.0.0.1:5000/test-threadpool");
+        assert_eq!((c.pre_allocated_vus, c.max_vus), (50, 1000));
+        assert_eq!(c.graceful_stop, Duration::from_secs(30));
+        assert_eq!(c.timeout, Duration::from_secs(60));
+        assert_eq!(c.expect_status, 200);
+        assert_eq!(c.tags, vec![("testid".into(), "threadloadtest".into())]);
+        let opts = parse(&[]);
+        assert_eq!(opts.remote_write_interval, Duration::from_secs(5));
+        assert_eq!(opts.format, Format::Text);
+    }
+
+    #[test]
+    fn tags_keep_the_default_testid_unless_given() {
+        let plan = Plan::from_opts(&parse(&["--tag", "run=3", "--tag", "run=4"])).unwrap();
+        assert_eq!(
+            plan.config.tags,
+            vec![
+                ("testid".to_string(), "threadloadtest".to_string()),
+                ("run".to_string(), "4".to_string())
+            ]
+        );
+        let plan = Plan::from_opts(&parse(&["--tag", "testid=x"])).unwrap();
+        assert_eq!(plan.config.tags, vec![("testid".into(), "x".into())]);
+        for bad in ["=v", "1a=v", "__name__=x", "a-b=c"] {
+            let err = Plan::from_opts(&parse(&["--tag", bad])).unwrap_err();
+            assert!(err.to_string().starts_with("--tag"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn vu_bounds_are_checked() {
+        let err =
+            Plan::from_opts(&parse(&["--pre-allocated-vus", "5", "--max-vus", "4"])).unwrap_err();
+        assert!(err.to_string().starts_with("--max-vus"), "{err}");
+        let err =
+            Plan::from_opts(&parse(&["--pre-allocated-vus", "0", "--max-vus", "0"])).unwrap_err();
+        assert!(err.to_string().starts_with("--max-vus"), "{err}");
+        assert!(Plan::from_opts(&parse(&["--pre-allocated-vus", "0", "--max-vus", "1"])).is_ok());
+    }
+}

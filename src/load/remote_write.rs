@@ -435,3 +435,141 @@ impl RemoteWriter {
 pub fn epoch_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::runner::{RequestKey, RequestSeries};
+    use std::collections::BTreeMap;
+
+    fn snapshot() -> (Snapshot, RunConfig) {
+        let mut series = RequestSeries::default();
+        for v in [0.010, 0.010, 0.020, 1.5] {
+            series.count += 1;
+            series.duration.observe(v);
+        }
+        let mut requests = BTreeMap::new();
+        requests.insert(
+            RequestKey {
+                status: 200,
+                expected_response: true,
+            },
+            series,
+        );
+        let snap = Snapshot {
+            elapsed: Duration::from_secs(1),
+            at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
+            scheduled: 5,
+            started: 4,
+            completed: 4,
+            failed: 0,
+            dropped: 1,
+            interrupted: 0,
+            checks_passed: 4,
+            checks_failed: 0,
+            vus: 0,
+            vus_max: 2,
+            in_flight: 0,
+            errors: Default::default(),
+            p99_ms: 1500.0,
+            requests,
+        };
+        let config = RunConfig {
+            url: "http://127.0.0.1:5000/test-threadpool".parse().unwrap(),
+            pre_allocated_vus: 1,
+            max_vus: 2,
+            graceful_stop: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            expect_status: 200,
+            tags: vec![("testid".into(), "t".into())],
+        };
+        (snap, config)
+    }
+
+    fn labels(ts: &prompb::TimeSeries) -> BTreeMap<String, String> {
+        ts.labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn scalar_request_has_k6_names_and_labels() {
+        let (snap, config) = snapshot();
+        let req = decode(&encode(&scalar_request(&snap, &config, 42))).unwrap();
+        let by_name: BTreeMap<String, &prompb::TimeSeries> = req
+            .timeseries
+            .iter()
+            .map(|t| (labels(t)["__name__"].clone(), t))
+            .collect();
+        let reqs = labels(by_name["k6_http_reqs_total"]);
+        for (k, v) in [
+            ("status", "200"),
+            ("expected_response", "true"),
+            ("method", "GET"),
+            ("url", "http://127.0.0.1:5000/test-threadpool"),
+            ("name", "http://127.0.0.1:5000/test-threadpool"),
+            ("scenario", "default"),
+            ("testid", "t"),
+        ] {
+            assert_eq!(reqs[k], v, "{k}");
+        }
+        assert_eq!(by_name["k6_http_reqs_total"].samples[0].value, 4.0);
+        assert_eq!(by_name["k6_http_reqs_total"].samples[0].timestamp, 42);
+        assert_eq!(by_name["k6_dropped_iterations_total"].samples[0].value, 1.0);
+        assert_eq!(by_name["k6_iterations_total"].samples[0].value, 4.0);
+        assert_eq!(by_name["k6_vus_max"].samples[0].value, 2.0);
+        assert_eq!(by_name["k6_checks_rate"].samples[0].value, 1.0);
+        assert_eq!(by_name["k6_http_req_failed_rate"].samples[0].value, 0.0);
+        assert!(by_name.values().all(|t| t.histograms.is_empty()));
+    }
+
+    #[test]
+    fn native_request_encodes_a_sparse_histogram() {
+        let (snap, config) = snapshot();
+        let req = decode(&encode(&native_request(&snap, &config, 7))).unwrap();
+        assert_eq!(req.timeseries.len(), 1);
+        let t = &req.timeseries[0];
+        assert!(t.samples.is_empty());
+        assert_eq!(labels(t)["__name__"], "k6_http_req_duration_seconds");
+        let h = &t.histograms[0];
+        assert_eq!(h.count_int, 4);
+        assert!((h.sum - 1.54).abs() < 1e-9);
+        assert_eq!(h.schema, crate::load::histogram::NATIVE_SCHEMA);
+        assert_eq!(h.timestamp, 7);
+        // Three occupied buckets (10 ms twice, 20 ms, 1.5 s) in three spans.
+        assert_eq!(h.positive_spans.len(), 3);
+        assert!(h.positive_spans.iter().all(|s| s.length == 1));
+        let counts: Vec<i64> = h
+            .positive_deltas
+            .iter()
+            .scan(0, |acc, d| {
+                *acc += d;
+                Some(*acc)
+            })
+            .collect();
+        assert_eq!(counts, vec![2, 1, 1]);
+    }
+
+    #[test]
+    fn classic_request_is_cumulative() {
+        let (snap, config) = snapshot();
+        let req = classic_request(&snap, &config, 1);
+        let bucket = |le: &str| {
+            req.timeseries
+                .iter()
+                .find(|t| {
+                    let l = labels(t);
+                    l["__name__"] == "k6_http_req_duration_seconds_bucket" && l["le"] == le
+                })
+                .unwrap()
+                .samples[0]
+                .value
+        };
+        assert_eq!(bucket("0.01"), 2.0);
+        assert_eq!(bucket("0.025"), 3.0);
+        assert_eq!(bucket("1"), 3.0);
+        assert_eq!(bucket("2.5"), 4.0);
+        assert_eq!(bucket("+Inf"), 4.0);
+    }
+}
