@@ -258,6 +258,80 @@ pub async fn run_plan(plan: Plan, cancel: CancellationToken) -> Result<Report, R
     Ok(Runner::new(plan.schedule, plan.config)?.run(cancel).await)
 }
 
+/// Optional outputs attached to a run by [`run_plan_with`].
+#[derive(Default)]
+pub struct Outputs {
+    /// Push k6's series to this remote-write endpoint every `Duration`.
+    pub remote_write: Option<(url::Url, Duration)>,
+    /// Serve `/metrics` on this (already bound) listener while the run lasts.
+    pub metrics: Option<tokio::net::TcpListener>,
+    /// Draw the progress bar on stderr.
+    pub progress: bool,
+}
+
+/// Runs a plan with remote write, `/metrics` and the progress bar as asked, until the end or
+/// `cancel`. Remote write gets a zero sample before the first request and the final counters
+/// after the last; its failures are logged, never fatal.
+pub async fn run_plan_with(
+    plan: Plan,
+    cancel: CancellationToken,
+    outputs: Outputs,
+) -> Result<Report, RunError> {
+    let writer = outputs
+        .remote_write
+        .map(|(url, every)| RemoteWriter::new(url).map(|w| (w, every)))
+        .transpose()?;
+    let total = plan.schedule.duration();
+    let runner = Runner::new(plan.schedule, plan.config)?;
+    let live = runner.live();
+    let stop = CancellationToken::new();
+
+    let metrics_task = outputs.metrics.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(%addr, "serving /metrics");
+        }
+        let app = metrics::router(live.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(l, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+        })
+    });
+    let writer_task = match writer {
+        Some((mut w, every)) => {
+            // A zero sample before the first request, so rate() covers the whole run.
+            if let Err(e) = w.push(&live.snapshot(), live.config()).await {
+                tracing::warn!("{e}");
+            }
+            Some(tokio::spawn(w.run(live.clone(), every, stop.clone())))
+        }
+        None => None,
+    };
+    let progress_task = outputs
+        .progress
+        .then(|| tokio::spawn(progress(live.clone(), total, stop.clone())));
+
+    tracing::info!(
+        url = %live.config().url,
+        iterations = live.expected_iterations(),
+        duration = %humantime::format_duration(total),
+        "starting load"
+    );
+    let report = runner.run(cancel).await;
+    stop.cancel();
+    if let Some(t) = progress_task {
+        let _ = t.await;
+    }
+    if let Some(Ok(w)) = futures::future::OptionFuture::from(writer_task).await {
+        tracing::info!(pushes = w.sent, native = w.native(), "remote write done");
+    }
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
+    Ok(report)
+}
+
 fn create(path: &PathBuf, flag: &str) -> anyhow::Result<BufWriter<File>> {
     let f =
         File::create(path).with_context(|| format!("{flag}: cannot create {}", path.display()))?;
@@ -278,7 +352,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         .as_ref()
         .map(|p| create(p, "--series"))
         .transpose()?;
-    let listener = match opts.metrics_listen {
+    let metrics = match opts.metrics_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -286,44 +360,14 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let mut writer = opts
-        .remote_write
-        .as_deref()
-        .map(|u| RemoteWriter::new(url::Url::parse(u).expect("validated")))
-        .transpose()?;
+    let remote_write = opts.remote_write.as_deref().map(|u| {
+        (
+            url::Url::parse(u).expect("validated"),
+            opts.remote_write_interval,
+        )
+    });
 
-    let total = plan.schedule.duration();
-    let expected = plan.schedule.total_iterations();
-    let runner = Runner::new(plan.schedule, plan.config)?;
-    let live = runner.live();
-    let stop = CancellationToken::new();
     let cancel = CancellationToken::new();
-
-    let metrics_task = listener.map(|l| {
-        tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics");
-        let stop = stop.clone();
-        let app = metrics::router(live.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(l, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-        })
-    });
-    let writer_task = match writer.take() {
-        Some(mut w) => {
-            // A zero sample before the first request, so rate() covers the whole run.
-            if let Err(e) = w.push(&live.snapshot(), live.config()).await {
-                tracing::warn!("{e}");
-            }
-            let (live, stop, every) = (live.clone(), stop.clone(), opts.remote_write_interval);
-            Some(tokio::spawn(w.run(live, every, stop)))
-        }
-        None => None,
-    };
-    let progress_task = (!opts.no_progress).then(|| {
-        let (live, stop) = (live.clone(), stop.clone());
-        tokio::spawn(progress(live, total, expected, stop))
-    });
     let ctrl_c = {
         let cancel = cancel.clone();
         tokio::spawn(async move {
@@ -332,25 +376,14 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             }
         })
     };
-
-    tracing::info!(
-        url = %live.config().url,
-        iterations = expected,
-        duration = %humantime::format_duration(total),
-        "starting load"
-    );
-    let report = runner.run(cancel.clone()).await;
+    let outputs = Outputs {
+        remote_write,
+        metrics,
+        progress: !opts.no_progress,
+    };
+    let report = run_plan_with(plan, cancel, outputs).await;
     ctrl_c.abort();
-    stop.cancel();
-    if let Some(t) = progress_task {
-        let _ = t.await;
-    }
-    if let Some(Ok(w)) = futures::future::OptionFuture::from(writer_task).await {
-        tracing::info!(pushes = w.sent, native = w.native(), "remote write done");
-    }
-    if let Some(t) = metrics_task {
-        let _ = t.await;
-    }
+    let report = report?;
 
     match summary_file {
         Some(mut f) => {
@@ -373,7 +406,8 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
 }
 
 /// Live progress bar on stderr until `stop`.
-async fn progress(live: Live, total: Duration, expected: u64, stop: CancellationToken) {
+async fn progress(live: Live, total: Duration, stop: CancellationToken) {
+    let expected = live.expected_iterations();
     use indicatif::{ProgressBar, ProgressStyle};
     let bar = ProgressBar::new(total.as_millis() as u64);
     bar.set_style(

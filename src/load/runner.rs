@@ -32,6 +32,8 @@ pub struct RunConfig {
 pub enum RunError {
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    RemoteWrite(#[from] super::remote_write::RemoteWriteError),
 }
 
 /// How one iteration ended.
@@ -180,6 +182,8 @@ pub struct Live {
     inner: Arc<Mutex<Recorder>>,
     schedule: Arc<Schedule>,
     config: Arc<RunConfig>,
+    /// Iterations the whole schedule starts.
+    expected: u64,
 }
 
 impl Live {
@@ -193,6 +197,11 @@ impl Live {
 
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
+    }
+
+    /// Iterations the whole schedule starts.
+    pub fn expected_iterations(&self) -> u64 {
+        self.expected
     }
 
     /// Current counters.
@@ -234,7 +243,7 @@ impl Live {
             started_at: chrono::DateTime::<chrono::Utc>::from(r.wall_start).to_rfc3339(),
             duration_s: elapsed.as_secs_f64(),
             stopped_by_user: interrupted_by_user,
-            expected_iterations: self.schedule.total_iterations(),
+            expected_iterations: self.expected,
             scheduled: r.scheduled,
             started: r.started,
             completed: r.completed,
@@ -354,7 +363,9 @@ impl Runner {
             .pool_max_idle_per_host(config.max_vus as usize)
             .user_agent(concat!("starvation-load/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let expected = schedule.total_iterations();
         let live = Live {
+            expected,
             inner: Arc::new(Mutex::new(Recorder::new(
                 config.pre_allocated_vus,
                 config.expect_status,
