@@ -415,8 +415,8 @@ async fn progress(live: Live, total: Duration, stop: CancellationToken) {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let mut last_started = 0u64;
-    let mut last = std::time::Instant::now();
+    // Achieved rate over the last second: (time, started) samples from about 1 s back.
+    let mut window: std::collections::VecDeque<(std::time::Instant, u64)> = Default::default();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
@@ -425,10 +425,17 @@ async fn progress(live: Live, total: Duration, stop: CancellationToken) {
         }
         let s = live.snapshot();
         let now = std::time::Instant::now();
-        let dt = now.duration_since(last).as_secs_f64().max(1e-3);
-        let achieved = (s.started - last_started) as f64 / dt;
-        last_started = s.started;
-        last = now;
+        window.push_back((now, s.started));
+        while window.len() > 5 {
+            window.pop_front();
+        }
+        let (t0, n0) = window[0];
+        let dt = now.duration_since(t0).as_secs_f64();
+        let achieved = if dt > 0.0 {
+            (s.started - n0) as f64 / dt
+        } else {
+            0.0
+        };
         let target = live.schedule().rate_at(s.elapsed);
         bar.set_position((s.elapsed.as_millis() as u64).min(total.as_millis() as u64));
         bar.set_message(format!(
