@@ -143,6 +143,8 @@ pub enum PlanError {
     Tag(String),
     #[error("--timeout must be longer than zero")]
     Timeout,
+    #[error("--expect-status: {0} is not an HTTP status (100-599)")]
+    ExpectStatus(u16),
     #[error("--remote-write: `{url}`: {reason}")]
     RemoteWrite { url: String, reason: String },
     #[error("--remote-write-interval must be longer than zero")]
@@ -188,6 +190,9 @@ impl Plan {
         }
         if config.timeout.is_zero() {
             return Err(PlanError::Timeout);
+        }
+        if !(100..=599).contains(&config.expect_status) {
+            return Err(PlanError::ExpectStatus(config.expect_status));
         }
         Ok(Self { schedule, config })
     }
@@ -510,5 +515,9 @@ mod tests {
             Plan::from_opts(&parse(&["--pre-allocated-vus", "0", "--max-vus", "0"])).unwrap_err();
         assert!(err.to_string().starts_with("--max-vus"), "{err}");
         assert!(Plan::from_opts(&parse(&["--pre-allocated-vus", "0", "--max-vus", "1"])).is_ok());
+        let err = Plan::from_opts(&parse(&["--expect-status", "42"])).unwrap_err();
+        assert!(err.to_string().starts_with("--expect-status"), "{err}");
+        let err = Plan::from_opts(&parse(&["--timeout", "0s"])).unwrap_err();
+        assert!(err.to_string().starts_with("--timeout"), "{err}");
     }
 }
