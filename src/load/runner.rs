@@ -237,7 +237,11 @@ impl Live {
     pub fn summary(&self, interrupted_by_user: bool) -> Summary {
         let r = self.lock();
         let elapsed = r.started_at.elapsed();
-        let secs = elapsed.as_secs_f64().max(1e-9);
+        // Over the scheduling window: the drain after the last start does not count.
+        let secs = elapsed
+            .min(self.schedule.duration())
+            .as_secs_f64()
+            .max(1e-9);
         Summary {
             url: self.config.url.to_string(),
             started_at: chrono::DateTime::<chrono::Utc>::from(r.wall_start).to_rfc3339(),

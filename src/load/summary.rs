@@ -87,7 +87,7 @@ pub struct Summary {
     pub checks_failed: u64,
     /// HTTP requests that ended (with a response or an error).
     pub requests: u64,
-    /// Started iterations per second over the run.
+    /// Started iterations per second while the schedule ran (the drain afterwards excluded).
     pub achieved_rate: f64,
     /// VUs allocated at the end (pre-allocated plus the ones grown).
     pub vus_max: u64,
