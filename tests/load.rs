@@ -558,17 +558,29 @@ async fn remote_write_falls_back_to_classic_when_native_is_rejected() {
 // ---------------------------------------------------------------------------------------------
 // Real Prometheus.
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
+/// The Prometheus binary: `$STARVATION_PROMETHEUS` or the Debian package's.
+fn prometheus_path() -> PathBuf {
+    std::env::var_os("STARVATION_PROMETHEUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus"))
+}
 
 /// None (after a loud SKIPPED line) when Prometheus is missing and not required.
-fn prometheus_binary() -> Option<&'static Path> {
-    if Path::new(PROMETHEUS).exists() {
-        return Some(Path::new(PROMETHEUS));
+fn prometheus_binary() -> Option<PathBuf> {
+    let bin = prometheus_path();
+    if bin.exists() {
+        return Some(bin);
     }
     if std::env::var("STARVATION_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-        panic!("{PROMETHEUS} is missing and STARVATION_REQUIRE_EXTERNAL=1");
+        panic!(
+            "{} is missing and STARVATION_REQUIRE_EXTERNAL=1 (apt-get install prometheus)",
+            bin.display()
+        );
     }
-    eprintln!("SKIPPED: {PROMETHEUS} not found (apt-get install prometheus)");
+    eprintln!(
+        "SKIPPED: {} not found (apt-get install prometheus)",
+        bin.display()
+    );
     None
 }
 
@@ -680,7 +692,7 @@ async fn prometheus_receives_k6_series_and_native_histogram() {
     let Some(bin) = prometheus_binary() else {
         return;
     };
-    let prom = start_prometheus(bin, true).await;
+    let prom = start_prometheus(&bin, true).await;
     let (summary, hits) = load_into(&prom, "rwtest").await;
     assert_eq!(summary["requests"], 120);
     assert_eq!(hits, 120);
@@ -720,7 +732,7 @@ async fn prometheus_without_native_histograms_gets_classic_series() {
     let Some(bin) = prometheus_binary() else {
         return;
     };
-    let prom = start_prometheus(bin, false).await;
+    let prom = start_prometheus(&bin, false).await;
     let (summary, _) = load_into(&prom, "classic").await;
     let total = prom
         .scalar("sum by(testid)(k6_http_reqs_total{testid=\"classic\"})")
