@@ -49,19 +49,27 @@ wrk -t1 -c64 -d"${secs}s" "$url" | grep -E 'Requests/sec|Latency|requests in'
 wrk_rps=$(wrk -t1 -c64 -d"${secs}s" "$url" | awk '/Requests\/sec/ {print $2}')
 echo "   wrk second run: $wrk_rps req/s"
 best=0
-printf '%8s %10s %9s %8s %8s %12s %12s\n' target achieved dropped failed lag_p99 svc_p99_ms verdict
+best_relaxed=0
+printf '%8s %10s %9s %8s %8s %12s  %s\n' target achieved dropped failed lag_p99 svc_p99_ms verdict
 for rate in "${rates[@]}"; do
     load "$rate" "$secs" 1000
     achieved=$(field "$out/s.json" achieved_rate)
+    scheduled=$(field "$out/s.json" scheduled)
     dropped=$(field "$out/s.json" dropped)
     failed=$(field "$out/s.json" failed)
     lag=$(field "$out/s.json" start_lag.p99_ms)
     svc=$(field "$out/s.json" service_time.p99_ms)
-    ok=$(python3 -c "print('sustained' if $dropped == 0 and $failed == 0 and $achieved >= 0.99 * $rate else 'NOT sustained')")
-    printf '%8s %10.1f %9s %8s %8.3f %12.3f %12s\n' "$rate" "$achieved" "$dropped" "$failed" "$lag" "$svc" "$ok"
-    [[ $ok == sustained ]] && best=$rate
+    # strict: nothing dropped or failed, >= 99 % of the target started;
+    # relaxed: <= 1 % dropped, nothing failed, >= 98 % started.
+    verdict=$(python3 -c "
+a, d, f, s, r = $achieved, $dropped, $failed, $scheduled, $rate
+print('strict' if d == 0 and f == 0 and a >= 0.99 * r else 'relaxed' if d <= 0.01 * s and f == 0 and a >= 0.98 * r else 'no')")
+    printf '%8s %10.1f %9s %8s %8.3f %12.3f  %s\n' "$rate" "$achieved" "$dropped" "$failed" "$lag" "$svc" "$verdict"
+    [[ $verdict == strict ]] && best=$rate
+    [[ $verdict != no ]] && best_relaxed=$rate
 done
-echo "highest sustained rate: $best/s; wrk: $wrk_rps req/s; ratio $(python3 -c "print(f'{$best / $wrk_rps:.2f}')")"
+ratio() { python3 -c "print(f'{$1 / $wrk_rps:.2f}')"; }
+echo "highest sustained rate: strict $best/s (ratio to wrk $(ratio "$best")), relaxed $best_relaxed/s (ratio $(ratio "$best_relaxed")); wrk $wrk_rps req/s"
 
 echo "== 2. start lag at 2,000 iterations/s for ${secs}s"
 load 2000 "$secs" 1000
