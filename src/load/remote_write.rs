@@ -7,7 +7,7 @@
 //! that holds one. When the receiver takes the plain request but rejects the histogram one, the writer falls back to
 //! a classic histogram (`_bucket{le}`, `_sum`, `_count`) for the rest of the run.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
@@ -429,11 +429,6 @@ impl RemoteWriter {
             }
         }
     }
-}
-
-/// Milliseconds since the epoch of a wall-clock time.
-pub fn epoch_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
 }
 
 #[cfg(test)]

@@ -500,9 +500,6 @@ pub fn classify(e: &reqwest::Error) -> Outcome {
         }
         source = err.source();
     }
-    if e.is_connect() {
-        // e.g. no route, DNS failure
-        return Outcome::OtherError;
-    }
+    // e.g. no route to host, DNS failure, a malformed response
     Outcome::OtherError
 }
