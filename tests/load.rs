@@ -775,3 +775,39 @@ async fn graceful_stop_interrupts_what_is_still_running() {
     );
     assert_eq!(report.series.rows.last().unwrap().in_flight, 0);
 }
+
+#[test]
+fn k6_script_matches_the_default_profile() {
+    let js = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/paper-spike.k6.js"
+    ))
+    .unwrap();
+    let stages: Vec<String> = js
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix("{ target: ")?;
+            let (target, rest) = rest.split_once(", duration: '")?;
+            let (duration, _) = rest.split_once('\'')?;
+            Some(format!("{target}:{duration}"))
+        })
+        .collect();
+    assert_eq!(stages.join(","), load::PAPER_STAGES);
+    for setting in [
+        "executor: 'ramping-arrival-rate'",
+        "startRate: 1,",
+        "timeUnit: '1s',",
+        "preAllocatedVUs: 50,",
+        "maxVUs: 1000,",
+        "gracefulStop: '30s',",
+        "testid: 'threadloadtest'",
+        "/test-threadpool",
+        "r.status === 200",
+    ] {
+        assert!(js.contains(setting), "{setting} missing from the k6 script");
+    }
+    let defaults = Plan::from_opts(&opts(&[])).unwrap();
+    assert_eq!(defaults.schedule.start_rate(), 1.0);
+    assert_eq!(defaults.schedule.time_unit(), Duration::from_secs(1));
+}
