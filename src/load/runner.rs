@@ -423,7 +423,7 @@ impl Runner {
 
 /// Walks the schedule in real time, starting or dropping each iteration. It runs on the
 /// runtime (tokio's timer wakes at most a millisecond late; a dedicated thread with
-/// `std::thread::sleep` was more precise at the median but cost ~40 % more CPU per request,
+/// `std::thread::sleep` was more precise at the median but cost ~50 % more CPU per request,
 /// dropped more under load and had a worse p99, see docs/load.md).
 async fn schedule_loop(
     live: Live,
