@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 const TEST: &str = "swarm_stack";
 
 fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker").args(args).output().expect("running docker");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("running docker");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -34,12 +37,18 @@ fn docker_ok(args: &[&str]) -> String {
 /// The swarm, or None (skipped loudly; a failure under STARVATION_REQUIRE_EXTERNAL=1).
 fn swarm_or_skip() -> Option<String> {
     common::external("docker", "docker.io", TEST)?;
-    let (ok, state) = docker(&["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}"]);
+    let (ok, state) = docker(&[
+        "info",
+        "--format",
+        "{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}",
+    ]);
     let mut parts = state.split_whitespace();
     let why = match (ok, parts.next(), parts.next()) {
         (true, Some("active"), Some(node)) => return Some(node.to_owned()),
         (false, ..) => format!("no Docker Engine: {state}"),
-        _ => format!("not in a swarm ({state}): run `docker swarm init --advertise-addr 127.0.0.1`"),
+        _ => {
+            format!("not in a swarm ({state}): run `docker swarm init --advertise-addr 127.0.0.1`")
+        }
     };
     if std::env::var("STARVATION_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
         panic!("{TEST}: {why} (STARVATION_REQUIRE_EXTERNAL=1 forbids skipping)");
@@ -71,7 +80,11 @@ impl Cleanup {
             let mut args = kind.clone();
             args.extend(["--filter", &filter]);
             let (_, out) = docker(&args);
-            left.extend(out.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("{} {l}", kind[0])));
+            left.extend(
+                out.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("{} {l}", kind[0])),
+            );
         }
         left
     }
@@ -101,27 +114,45 @@ impl Drop for Cleanup {
         if self.label_added {
             docker(&["node", "update", "--label-rm", "role", &self.node]);
         }
-        for image in ["starvation", "starvation/prometheus", "starvation/pushgateway", "starvation/alertmanager", "starvation/node-exporter"] {
+        for image in [
+            "starvation",
+            "starvation/prometheus",
+            "starvation/pushgateway",
+            "starvation/alertmanager",
+            "starvation/node-exporter",
+        ] {
             docker(&["image", "rm", "-f", &format!("{image}:{}", self.tag)]);
         }
     }
 }
 
 async fn get_json(url: &str) -> Option<serde_json::Value> {
-    let r = reqwest::Client::new().get(url).timeout(Duration::from_secs(5)).send().await.ok()?;
+    let r = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
     if !r.status().is_success() {
         return None;
     }
     r.json().await.ok()
 }
 
-async fn wait_for<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "{TEST}: timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "{TEST}: timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -140,7 +171,9 @@ async fn prom_query(expr: &str) -> Vec<serde_json::Value> {
 fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -158,7 +191,13 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
     let service = format!("{stack}_webserver");
 
     // Single-node variant: this node runs both roles (role=worker, MASTER_ROLE=worker).
-    let (_, labels) = docker(&["node", "inspect", "--format", "{{json .Spec.Labels}}", &node]);
+    let (_, labels) = docker(&[
+        "node",
+        "inspect",
+        "--format",
+        "{{json .Spec.Labels}}",
+        &node,
+    ]);
     let label_added = !labels.contains("\"role\"");
     assert!(
         label_added || labels.contains("\"role\":\"worker\""),
@@ -184,7 +223,12 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
             .spawn()
             .unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(token.as_bytes())
+            .unwrap();
         assert!(child.wait().unwrap().success());
         cleanup.secret_created = true;
     }
@@ -192,25 +236,54 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
     // Every image from scratch, nothing pulled.
     let started = Instant::now();
     let status = Command::new(format!("{root}/deploy/build-images.sh"))
-        .args(["--profile", "dev", "--tag", &format!("starvation:{tag}"), "--all"])
+        .args([
+            "--profile",
+            "dev",
+            "--tag",
+            &format!("starvation:{tag}"),
+            "--all",
+        ])
         .current_dir(root)
         .status()
         .unwrap();
     assert!(status.success(), "deploy/build-images.sh --all failed");
-    let sizes = docker_ok(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}"]);
-    let sizes: Vec<&str> = sizes.lines().filter(|l| l.contains(&format!(":{tag} "))).collect();
-    eprintln!("images built in {:.0} s: {sizes:?}", started.elapsed().as_secs_f64());
+    let sizes = docker_ok(&[
+        "image",
+        "ls",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.Size}}",
+    ]);
+    let sizes: Vec<&str> = sizes
+        .lines()
+        .filter(|l| l.contains(&format!(":{tag} ")))
+        .collect();
+    eprintln!(
+        "images built in {:.0} s: {sizes:?}",
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(sizes.len(), 5, "{sizes:?}");
 
     let deploy = Command::new("docker")
-        .args(["stack", "deploy", "--resolve-image", "never", "-c", "deploy/docker-compose.yml", &stack])
+        .args([
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            "deploy/docker-compose.yml",
+            &stack,
+        ])
         .env("TAG", &tag)
         .env("STACK_NAME", &stack)
         .env("MASTER_ROLE", "worker")
         .current_dir(root)
         .output()
         .unwrap();
-    assert!(deploy.status.success(), "stack deploy: {}", String::from_utf8_lossy(&deploy.stderr));
+    assert!(
+        deploy.status.success(),
+        "stack deploy: {}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
     docker(&["service", "rm", &format!("{stack}_grafana")]);
 
     for (what, url) in [
@@ -221,19 +294,29 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
         ("webserver", "http://127.0.0.1:5000/healthz"),
     ] {
         wait_for(what, Duration::from_secs(120), async || {
-            reqwest::get(url).await.ok().filter(|r| r.status().is_success())
+            reqwest::get(url)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
         })
         .await;
     }
     // The replica's gauges reach Prometheus through the Pushgateway, labelled with its service.
-    let queue_expr = format!("system_runtime_threadpool_queue_length{{job=\"webserver\",service=\"{service}\"}}");
-    wait_for("the replica's gauges in Prometheus", Duration::from_secs(60), async || {
-        (prom_query(&queue_expr).await.len() == 1).then_some(())
-    })
+    let queue_expr = format!(
+        "system_runtime_threadpool_queue_length{{job=\"webserver\",service=\"{service}\"}}"
+    );
+    wait_for(
+        "the replica's gauges in Prometheus",
+        Duration::from_secs(60),
+        async || (prom_query(&queue_expr).await.len() == 1).then_some(()),
+    )
     .await;
 
     // Starve it: one replica with one min thread, requests blocking 2 s each.
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(180)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(180))
+        .build()
+        .unwrap();
     let burst_start = chrono::Utc::now();
     let burst: Vec<_> = (0..70)
         .map(|_| {
@@ -243,51 +326,103 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
         .collect();
 
     // The alert fires, Alertmanager calls the scaler, the scaler scales through the Engine API.
-    let firing = wait_for("ThreadPoolStarvation firing", Duration::from_secs(60), async || {
-        let alerts = prom_query("ALERTS{alertname=\"ThreadPoolStarvation\",alertstate=\"firing\"}").await;
-        alerts.into_iter().find(|a| a["metric"]["service"] == service.as_str())
-    })
+    let firing = wait_for(
+        "ThreadPoolStarvation firing",
+        Duration::from_secs(60),
+        async || {
+            let alerts =
+                prom_query("ALERTS{alertname=\"ThreadPoolStarvation\",alertstate=\"firing\"}")
+                    .await;
+            alerts
+                .into_iter()
+                .find(|a| a["metric"]["service"] == service.as_str())
+        },
+    )
     .await;
     eprintln!("firing: {firing}");
-    let event = wait_for("the scaler's scale-up", Duration::from_secs(60), async || {
-        let events = get_json("http://127.0.0.1:5001/events").await?;
-        events["events"].as_array()?.iter().find(|e| e["action"] == "scale_up").cloned()
-    })
+    let event = wait_for(
+        "the scaler's scale-up",
+        Duration::from_secs(60),
+        async || {
+            let events = get_json("http://127.0.0.1:5001/events").await?;
+            events["events"]
+                .as_array()?
+                .iter()
+                .find(|e| e["action"] == "scale_up")
+                .cloned()
+        },
+    )
     .await;
     assert_eq!(event["service"], service.as_str());
-    assert_eq!((event["from"].as_u64(), event["to"].as_u64()), (Some(1), Some(2)), "{event}");
-    assert!(
-        event["alerts"].as_array().unwrap().iter().any(|a| a == "ThreadPoolStarvation" || a == "ThreadPoolSpike"),
+    assert_eq!(
+        (event["from"].as_u64(), event["to"].as_u64()),
+        (Some(1), Some(2)),
         "{event}"
     );
-    let replicas = docker_ok(&["service", "inspect", "--format", "{{.Spec.Mode.Replicated.Replicas}}", &service]);
+    assert!(
+        event["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "ThreadPoolStarvation" || a == "ThreadPoolSpike"),
+        "{event}"
+    );
+    let replicas = docker_ok(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Spec.Mode.Replicated.Replicas}}",
+        &service,
+    ]);
     assert_eq!(replicas.trim(), "2");
 
     // The new task runs, reports under its own instance, and receives traffic.
-    let instances = wait_for("two replicas reporting to Prometheus", Duration::from_secs(90), async || {
-        let series = prom_query(&queue_expr).await;
-        let set: BTreeSet<String> =
-            series.iter().filter_map(|s| s["metric"]["instance"].as_str().map(String::from)).collect();
-        (set.len() == 2).then_some(set)
-    })
+    let instances = wait_for(
+        "two replicas reporting to Prometheus",
+        Duration::from_secs(90),
+        async || {
+            let series = prom_query(&queue_expr).await;
+            let set: BTreeSet<String> = series
+                .iter()
+                .filter_map(|s| s["metric"]["instance"].as_str().map(String::from))
+                .collect();
+            (set.len() == 2).then_some(set)
+        },
+    )
     .await;
     let new_task_reporting = chrono::Utc::now();
     for r in burst {
         let r = r.await.unwrap().unwrap();
         assert_eq!(r.status(), 200);
     }
-    let served = wait_for("both replicas serving", Duration::from_secs(60), async || {
-        let mut seen = BTreeSet::new();
-        for _ in 0..20 {
-            let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-            let body: serde_json::Value =
-                fresh.get("http://127.0.0.1:5000/test-threadpool").send().await.ok()?.json().await.ok()?;
-            seen.insert(body["instance"].as_str()?.to_owned());
-        }
-        (seen.len() == 2).then_some(seen)
-    })
+    let served = wait_for(
+        "both replicas serving",
+        Duration::from_secs(60),
+        async || {
+            let mut seen = BTreeSet::new();
+            for _ in 0..20 {
+                let fresh = reqwest::Client::builder()
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .unwrap();
+                let body: serde_json::Value = fresh
+                    .get("http://127.0.0.1:5000/test-threadpool")
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                seen.insert(body["instance"].as_str()?.to_owned());
+            }
+            (seen.len() == 2).then_some(seen)
+        },
+    )
     .await;
-    assert_eq!(served, instances, "the instances serving are the ones reporting");
+    assert_eq!(
+        served, instances,
+        "the instances serving are the ones reporting"
+    );
 
     // Times for the closing note.
     let crossed = prom_query(&format!(
@@ -295,13 +430,18 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
     ))
     .await;
     let event_time = chrono::DateTime::parse_from_rfc3339(event["time"].as_str().unwrap()).unwrap();
-    if let Some(t) = crossed.first().and_then(|s| s["value"][1].as_str()).and_then(|v| v.parse::<f64>().ok()) {
+    if let Some(t) = crossed
+        .first()
+        .and_then(|s| s["value"][1].as_str())
+        .and_then(|v| v.parse::<f64>().ok())
+    {
         eprintln!(
             "queue > 20 at {:.1} s after the burst; scaler call {:.1} s after the crossing; \
              new task reporting {:.1} s after the call",
             t - burst_start.timestamp_millis() as f64 / 1000.0,
             event_time.timestamp_millis() as f64 / 1000.0 - t,
-            (new_task_reporting - event_time.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0
+            (new_task_reporting - event_time.with_timezone(&chrono::Utc)).num_milliseconds() as f64
+                / 1000.0
         );
     }
 
