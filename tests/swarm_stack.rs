@@ -491,6 +491,14 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
         1,
         "ThreadPoolStarvation never fired"
     );
+    // The scaler pushed the original's `alert_endpoint_call` (the paper's "Scale event" export);
+    // the pushed series carries no instance (the direct scrape of the scaler has one).
+    let scale_event = prom_query("alert_endpoint_call{job=\"alertapi\"}").await;
+    assert!(
+        scale_event.iter().any(|s| s["metric"]["instance"].is_null()
+            && s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()) >= Some(1.0)),
+        "alert_endpoint_call not pushed: {scale_event:?}"
+    );
 
     // Times for the closing note.
     let crossed = prom_query(&format!(
