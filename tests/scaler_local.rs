@@ -6,7 +6,6 @@ mod common;
 use common::{Proc, free_port, start_scaler, starvation_bin, webhook};
 use starvation::orchestrator::Orchestrator;
 use starvation::orchestrator::local::{LocalConfig, LocalOrchestrator};
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,29 +44,6 @@ async fn wait_until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() 
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn instances_serving(listen: &str, want: usize) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
-    for _ in 0..300 {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap();
-        let body: serde_json::Value = client
-            .get(format!("http://{listen}/test-threadpool"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        seen.insert(body["instance"].as_str().unwrap().to_owned());
-        if seen.len() == want {
-            break;
-        }
-    }
-    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +110,7 @@ async fn one_to_three_to_one_with_real_processes_sharing_the_port() {
     let pids = local.pids().await;
     assert_eq!(pids.len(), 3);
     assert!(pids.iter().all(|p| alive(*p)));
-    let seen = instances_serving(&listen, 3).await;
+    let seen = common::instances_serving(&listen, 3).await;
     assert_eq!(
         seen,
         ["webserver-1", "webserver-2", "webserver-3"]

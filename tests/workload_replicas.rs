@@ -115,26 +115,7 @@ async fn two_replicas_share_one_port_with_reuse_port() {
     let (_b, addr_b) = spawn_serve(&args);
     assert_eq!(addr_a, addr_b);
 
-    // New connection per request, so the kernel picks a replica each time.
-    let mut seen = BTreeSet::new();
-    for _ in 0..200 {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap();
-        let body: serde_json::Value = client
-            .get(format!("http://{listen}/test-threadpool"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        seen.insert(body["instance"].as_str().unwrap().to_owned());
-        if seen.len() == 2 {
-            break;
-        }
-    }
+    let seen = common::instances_serving(&listen, 2).await;
     assert_eq!(seen.len(), 2, "both replicas served traffic: {seen:?}");
     assert!(
         seen.iter().all(|i| i.contains(&format!(":{port}-"))),

@@ -292,3 +292,28 @@ pub async fn start_scaler(
         .await
         .unwrap()
 }
+
+/// The `instance`s answering `/test-threadpool` on `listen` (replicas sharing a port), one new
+/// connection per request so the kernel picks a replica each time; stops once `want` are seen.
+pub async fn instances_serving(listen: &str, want: usize) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..300 {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let body: serde_json::Value = client
+            .get(format!("http://{listen}/test-threadpool"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seen.insert(body["instance"].as_str().unwrap().to_owned());
+        if seen.len() == want {
+            break;
+        }
+    }
+    seen
+}
