@@ -10,6 +10,7 @@ command -v wrk >/dev/null || { echo "missing wrk: apt-get install wrk" >&2; exit
 work=$(mktemp -d)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 api=127.0.0.1:$(port)
+: >"$work/out"
 "$bin" alertapi --listen "$api" --orchestrator local --default-service webserver \
     --local-listen "127.0.0.1:$(port)" --local-serve-arg="--data-dir=$work/data" >"$work/out" 2>"$work/err" &
 pid=$!
@@ -34,4 +35,4 @@ curl -s "http://$api/metrics" | awk '
         for (le in b) if (b[le] >= n * 0.99 && (p99 == "" || le + 0 < p99 + 0)) p99 = le
         printf "    p50 <= %s s, p99 <= %s s (histogram bucket bounds)\n", p50, p99
     }'
-echo "    decisions: $(curl -s "http://$api/events" | grep -o '"action":"scale_up"' | wc -l) scale-up"
+echo "    scale events: $(curl -s "http://$api/metrics" | awk '/^starvation_scale_events_total/ { n += $2 } END { print n + 0 }') (the first webhook only)"
