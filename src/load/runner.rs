@@ -495,7 +495,14 @@ pub fn classify(e: &reqwest::Error) -> Outcome {
             }
         }
         let text = err.to_string();
-        if text.contains("connection closed") || text.contains("reset") {
+        // hyper's words for a connection the peer closed under the request: "connection closed
+        // before message completed", "connection was not ready" (closed between connect and
+        // send), "channel closed" (the connection task died), "reset".
+        if text.contains("connection closed")
+            || text.contains("connection was not ready")
+            || text.contains("channel closed")
+            || text.contains("reset")
+        {
             return Outcome::Reset;
         }
         source = err.source();
