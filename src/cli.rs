@@ -30,6 +30,8 @@ pub enum Command {
     Aggregate(crate::results::aggregate::AggregateOpts),
     /// Draw the paper's figures from mean datasets (PNG/SVG).
     Figures(crate::figures::FiguresOpts),
+    /// Open-model spike test with k6 ramping-arrival-rate semantics.
+    Load(crate::load::Opts),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -40,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(opts) => crate::results::export::run(opts).await,
         Command::Aggregate(opts) => crate::results::aggregate::run(opts).await,
         Command::Figures(opts) => crate::figures::run(opts).await,
+        Command::Load(opts) => crate::load::run(opts).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod figures;
+pub mod load;
 pub mod orchestrator;
 pub mod probe;
 pub mod results;
