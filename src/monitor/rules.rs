@@ -448,7 +448,8 @@ mod tests {
         assert_eq!(v("2 < q"), [3.0, 5.0]);
         assert_eq!(v("q{service=~\"a|c\"}"), [1.0, 3.0]);
         assert_eq!(v("q{service!=\"a\"}"), [5.0]);
-        assert_eq!(v("(sum by (service) (q)) > 4"), [4.0, 5.0]);
+        assert_eq!(v("(sum by (service) (q)) >= 4"), [4.0, 5.0]);
+        assert_eq!(v("(sum by (service) (q)) > 4"), [5.0]);
     }
 
     #[test]
