@@ -188,6 +188,8 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         let cancel = cancel.clone();
         tokio::spawn(async move {
             signal.await;
+            // Aggregate and figures check this flag between files.
+            crate::results::fsutil::request_cancel();
             cancel.cancel();
         });
     }
@@ -206,9 +208,10 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                     .with_context(|| format!("clearing the unfinished run {}", dir.display()))?;
             }
             std::fs::create_dir_all(&dir)?;
-            bar.set_message(format!("pair {pair}/{} {}", st.runs, role.as_str()));
+            let label = format!("pair {pair}/{} {}", st.runs, role.as_str());
+            bar.set_message(format!("{label}: starting"));
             let before = bar.position();
-            let res = run_one(&st, &program, pair, role, &dir, &cancel, &bar).await;
+            let res = run_one(&st, &program, pair, role, &dir, &cancel, &bar, &label).await;
             bar.set_position(before + per_run);
             match res {
                 Ok(()) => {}
@@ -236,7 +239,14 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     }
     bar.set_message("aggregate, figures, report");
     let out = opts.out.clone();
-    let written = tokio::task::spawn_blocking(move || report::finish(&out, &st)).await??;
+    let written = match tokio::task::spawn_blocking(move || report::finish(&out, &st)).await? {
+        Ok(w) => w,
+        Err(_) if cancel.is_cancelled() => {
+            bar.abandon_with_message("interrupted after the runs; --resume redoes the report");
+            return Err(crate::Interrupted.into());
+        }
+        Err(e) => return Err(e),
+    };
     bar.finish_and_clear();
     for line in written {
         println!("{line}");
@@ -254,6 +264,7 @@ fn unix_s(t: DateTime<Utc>) -> f64 {
 }
 
 /// One run on a fresh deployment. Everything it starts is stopped before it returns.
+#[allow(clippy::too_many_arguments)]
 async fn run_one(
     st: &State,
     program: &Path,
@@ -262,6 +273,7 @@ async fn run_one(
     dir: &Path,
     cancel: &CancellationToken,
     bar: &indicatif::ProgressBar,
+    label: &str,
 ) -> anyhow::Result<()> {
     let p = &st.profile;
     let rules = monitor::parse_rules(&st.rules)?;
@@ -346,9 +358,11 @@ async fn run_one(
         None
     };
 
+    bar.set_message(format!("{label}: load"));
     let outcome = drive_load(p, listen, &orch, cancel, bar).await;
 
     // Teardown, whatever happened.
+    bar.set_message(format!("{label}: teardown"));
     let events = match scaler {
         Some(s) => {
             let ev = s.controller().events();
@@ -369,6 +383,7 @@ async fn run_one(
     let _ = std::fs::remove_dir_all(&data);
 
     // Store the run like an export.
+    bar.set_message(format!("{label}: writing"));
     let (t0, t1) = (unix_s(start).round(), unix_s(end).round());
     let within = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
         pts.iter()
