@@ -32,6 +32,9 @@ pub enum Command {
     Figures(crate::figures::FiguresOpts),
     /// Open-model spike test with k6 ramping-arrival-rate semantics.
     Load(crate::load::Opts),
+    /// Run the paper's experiment: baseline and scaled runs in pairs, then aggregate, figures
+    /// and a report.
+    Experiment(crate::experiment::Opts),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -43,6 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Aggregate(opts) => crate::results::aggregate::run(opts).await,
         Command::Figures(opts) => crate::figures::run(opts).await,
         Command::Load(opts) => crate::load::run(opts).await,
+        Command::Experiment(opts) => crate::experiment::run(opts).await,
     }
 }
 

@@ -2,8 +2,10 @@
 //! before its users feel it. One module per component; see `docs/architecture.md`.
 
 pub mod cli;
+pub mod experiment;
 pub mod figures;
 pub mod load;
+pub mod monitor;
 pub mod orchestrator;
 pub mod probe;
 pub mod results;

@@ -1,0 +1,512 @@
+//! `starvation experiment`: the paper's experiment in one command. Each pair is a baseline run
+//! (scaler off) then a scaled run (scaler on, no scale-down), each on a fresh deployment (fresh
+//! replicas, pool state and data directory) under the same load. Afterwards: aggregate, figures
+//! and `report.md`/`report.json`. See `docs/experiment.md`.
+
+pub mod profile;
+pub mod record;
+pub mod report;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::monitor::{self, Embedded, MonitorConfig};
+use crate::orchestrator::Orchestrator;
+use crate::orchestrator::local::{LocalConfig, LocalOrchestrator};
+use crate::results::metrics as m;
+use crate::results::runmeta::{Role, RunMeta, ScaleEvent};
+pub use profile::Profile;
+
+/// The service name of the replicas.
+pub const SERVICE: &str = "webserver";
+/// `experiment.json` in the output folder: what `--resume` continues.
+pub const STATE_FILE: &str = "experiment.json";
+/// Left in a run folder that Ctrl-C interrupted; `--resume` redoes that run.
+pub const INTERRUPTED_FILE: &str = "INTERRUPTED";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Replicas are local processes sharing one port.
+    Local,
+    /// The stack of deploy/ on Docker Swarm.
+    Swarm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MonitorKind {
+    /// In-process sampler and rule evaluator (a PromQL subset).
+    Embedded,
+    /// Real Prometheus, Pushgateway and Alertmanager.
+    Prometheus,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Opts {
+    /// Pairs of runs (baseline + scaled). Default 1 (on --resume: as first given).
+    #[arg(long)]
+    pub runs: Option<u32>,
+    /// `paper`, `quick` (the same shape, about two minutes a pair) or a TOML file
+    /// (see scenarios/experiment-example.toml). On --resume: as first given.
+    #[arg(long)]
+    pub profile: Option<String>,
+    #[arg(long, value_enum, default_value = "local")]
+    pub backend: BackendKind,
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub monitor: MonitorKind,
+    /// Alert rules for the embedded monitor. Default: deploy/prometheus/alert_rules.yml as
+    /// built into this binary.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Output folder: runs/, aggregate/, figures/, report.md, report.json.
+    #[arg(long, default_value = "experiment")]
+    pub out: PathBuf,
+    /// Continue an interrupted experiment in --out: finished runs are kept.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// The experiment's plan, saved in `experiment.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub format: String,
+    pub runs: u32,
+    pub profile: Profile,
+    /// The rule file's text (so a resumed experiment evaluates the same rules).
+    pub rules: String,
+    pub started: DateTime<Utc>,
+}
+
+const STATE_FORMAT: &str = "starvation-experiment/1";
+
+/// `runs/pair_N/<role>`.
+pub fn run_dir(out: &Path, pair: u32, role: Role) -> PathBuf {
+    out.join("runs")
+        .join(format!("pair_{pair}"))
+        .join(role.as_str())
+}
+
+fn is_finished(dir: &Path) -> bool {
+    dir.join(crate::results::runmeta::RUN_META_FILE).exists()
+}
+
+fn prepare(opts: &Opts) -> anyhow::Result<State> {
+    if opts.backend == BackendKind::Swarm {
+        anyhow::bail!(
+            "--backend swarm is not yet implemented in this build; use --backend local (the default)"
+        );
+    }
+    if opts.monitor == MonitorKind::Prometheus {
+        anyhow::bail!(
+            "--monitor prometheus is not yet implemented in this build; use --monitor embedded (the default)"
+        );
+    }
+    let state_path = opts.out.join(STATE_FILE);
+    if opts.resume {
+        let bytes = std::fs::read(&state_path).with_context(|| {
+            format!(
+                "--resume: no experiment to continue in {} (no {STATE_FILE})",
+                opts.out.display()
+            )
+        })?;
+        let mut st: State = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: unreadable", state_path.display()))?;
+        anyhow::ensure!(
+            st.format == STATE_FORMAT,
+            "{}: format {:?}, this version reads {STATE_FORMAT:?}",
+            state_path.display(),
+            st.format
+        );
+        if let Some(p) = &opts.profile {
+            let given = Profile::resolve(p)?;
+            anyhow::ensure!(
+                given == st.profile,
+                "--resume --profile {p}: differs from the profile this experiment started with; \
+                 drop --profile to continue it, or use another --out"
+            );
+        }
+        if let Some(r) = opts.runs {
+            st.runs = r;
+        }
+        monitor::parse_rules(&st.rules)?;
+        return Ok(st);
+    }
+    if opts.out.join(STATE_FILE).exists() || opts.out.join("runs").exists() {
+        anyhow::bail!(
+            "--out {} already holds an experiment: continue it with --resume, or choose another --out",
+            opts.out.display()
+        );
+    }
+    let profile = Profile::resolve(opts.profile.as_deref().unwrap_or("paper"))?;
+    let rules_path = opts.rules.clone().or_else(|| profile.rules.clone());
+    let rules = match &rules_path {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("--rules {}: cannot read it", p.display()))?,
+        None => monitor::rules::DEFAULT_RULES.to_string(),
+    };
+    // Refuse rules the embedded monitor cannot evaluate before anything starts.
+    monitor::parse_rules(&rules)?;
+    let runs = opts.runs.unwrap_or(1);
+    anyhow::ensure!(runs >= 1, "--runs must be at least 1");
+    let st = State {
+        format: STATE_FORMAT.into(),
+        runs,
+        profile,
+        rules,
+        started: Utc::now(),
+    };
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("--out {}: cannot create it", opts.out.display()))?;
+    crate::results::fsutil::write_atomic(&state_path, &serde_json::to_vec_pretty(&st)?)?;
+    Ok(st)
+}
+
+/// Seconds of overhead per run (start, teardown, writing) for the ETA.
+const RUN_OVERHEAD_S: u64 = 8;
+
+fn progress(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:32} [{bar:30}] {elapsed_precise} elapsed, ETA {eta_precise}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    let st = prepare(&opts)?;
+    let cancel = CancellationToken::new();
+    {
+        let signal = crate::workload::shutdown_signal()?;
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            signal.await;
+            // Aggregate and figures check this flag between files.
+            crate::results::fsutil::request_cancel();
+            cancel.cancel();
+        });
+    }
+    let program = std::env::current_exe().context("locating the starvation executable")?;
+    let per_run = st.profile.run_seconds() + RUN_OVERHEAD_S;
+    let bar = progress(per_run * 2 * st.runs as u64);
+    for pair in 1..=st.runs {
+        for role in [Role::Baseline, Role::Scaled] {
+            let dir = run_dir(&opts.out, pair, role);
+            if is_finished(&dir) {
+                bar.inc(per_run);
+                continue;
+            }
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("clearing the unfinished run {}", dir.display()))?;
+            }
+            std::fs::create_dir_all(&dir)?;
+            let label = format!("pair {pair}/{} {}", st.runs, role.as_str());
+            bar.set_message(format!("{label}: starting"));
+            let before = bar.position();
+            let res = run_one(&st, &program, pair, role, &dir, &cancel, &bar, &label).await;
+            bar.set_position(before + per_run);
+            match res {
+                Ok(()) => {}
+                Err(e) if e.is::<crate::Interrupted>() => {
+                    let _ = std::fs::write(
+                        dir.join(INTERRUPTED_FILE),
+                        format!(
+                            "interrupted at {}; `starvation experiment --resume --out {}` redoes this run\n",
+                            Utc::now().to_rfc3339(),
+                            opts.out.display()
+                        ),
+                    );
+                    bar.abandon_with_message(format!(
+                        "interrupted: pair {pair} {}; finished runs kept",
+                        role.as_str()
+                    ));
+                    return Err(e);
+                }
+                Err(e) => {
+                    bar.abandon();
+                    return Err(e.context(format!("pair {pair}, {} run", role.as_str())));
+                }
+            }
+        }
+    }
+    bar.set_message("aggregate, figures, report");
+    let out = opts.out.clone();
+    let written = match tokio::task::spawn_blocking(move || report::finish(&out, &st)).await? {
+        Ok(w) => w,
+        Err(_) if cancel.is_cancelled() => {
+            bar.abandon_with_message("interrupted after the runs; --resume redoes the report");
+            return Err(crate::Interrupted.into());
+        }
+        Err(e) => return Err(e),
+    };
+    bar.finish_and_clear();
+    for line in written {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+fn unix_s(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+/// One run on a fresh deployment. Everything it starts is stopped before it returns.
+#[allow(clippy::too_many_arguments)]
+async fn run_one(
+    st: &State,
+    program: &Path,
+    pair: u32,
+    role: Role,
+    dir: &Path,
+    cancel: &CancellationToken,
+    bar: &indicatif::ProgressBar,
+    label: &str,
+) -> anyhow::Result<()> {
+    let p = &st.profile;
+    let rules = monitor::parse_rules(&st.rules)?;
+    let mon = Embedded::start(MonitorConfig {
+        rules,
+        webhook: None,
+        token: None,
+        interval: Duration::from_secs(1),
+    })
+    .await?;
+    let port = free_port()?;
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let data = dir.join("data");
+    let serve_args: Vec<String> = vec![
+        "--block-ms".into(),
+        p.block_ms.to_string(),
+        "--min-threads".into(),
+        p.min_threads.to_string(),
+        "--pushgateway".into(),
+        mon.pushgateway_url(),
+        "--push-interval".into(),
+        "1s".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ]
+    .into_iter()
+    .chain(p.serve_args.iter().cloned())
+    .collect();
+    let orch = match LocalOrchestrator::start(
+        LocalConfig {
+            service: SERVICE.into(),
+            program: program.to_path_buf(),
+            listen,
+            serve_args,
+            stop_timeout: Duration::from_secs(5),
+        },
+        p.initial_replicas,
+    )
+    .await
+    {
+        Ok(o) => Arc::new(o),
+        Err(e) => {
+            mon.stop().await;
+            return Err(anyhow::anyhow!("starting the replicas: {e}"));
+        }
+    };
+    let scaler = if role == Role::Scaled {
+        let started = async {
+            let cfg = <crate::scaler::Opts as clap::Parser>::try_parse_from([
+                "alertapi",
+                "--orchestrator",
+                "local",
+                "--default-service",
+                SERVICE,
+                "--min",
+                &p.initial_replicas.to_string(),
+                "--max",
+                &p.max_replicas.to_string(),
+                "--cooldown",
+                &format!("{}s", p.cooldown_s),
+                "--no-scale-down",
+                "--listen",
+                "127.0.0.1:0",
+            ])?
+            .controller_config()?;
+            let o: Arc<dyn Orchestrator> = orch.clone();
+            crate::scaler::Server::start(([127, 0, 0, 1], 0).into(), None, o, cfg).await
+        }
+        .await;
+        match started {
+            Ok(s) => {
+                mon.set_webhook(Some(format!("http://{}/alert", s.local_addr())));
+                Some(s)
+            }
+            Err(e) => {
+                orch.shutdown().await;
+                mon.stop().await;
+                return Err(e.context("starting the scaler"));
+            }
+        }
+    } else {
+        None
+    };
+
+    bar.set_message(format!("{label}: load"));
+    let outcome = drive_load(p, listen, &orch, cancel, bar).await;
+
+    // Teardown, whatever happened.
+    bar.set_message(format!("{label}: teardown"));
+    let events = match scaler {
+        Some(s) => {
+            let ev = s.controller().events();
+            if let Err(e) = s.shutdown().await {
+                tracing::warn!("scaler shutdown: {e:#}");
+            }
+            ev
+        }
+        None => Vec::new(),
+    };
+    // Replicas first, so they can delete their groups from the monitor's receiver.
+    orch.shutdown().await;
+    let rec = mon.stop().await;
+    let (start, end, load, summary) = outcome?;
+    if cancel.is_cancelled() {
+        return Err(crate::Interrupted.into());
+    }
+    let _ = std::fs::remove_dir_all(&data);
+
+    // Store the run like an export.
+    bar.set_message(format!("{label}: writing"));
+    let (t0, t1) = (unix_s(start).round(), unix_s(end).round());
+    let within = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
+        pts.iter()
+            .copied()
+            .filter(|(t, _)| *t >= t0 && *t <= t1)
+            .collect()
+    };
+    for spec in m::METRICS.iter().filter(|s| s.kind == m::Kind::Gauge) {
+        let raw: Vec<_> = rec
+            .series
+            .iter()
+            .filter(|(l, _)| l.get("__name__").map(String::as_str) == Some(spec.query))
+            .map(|(l, pts)| record::series(l.clone(), &within(pts)))
+            .filter(|s| !s.values.is_empty())
+            .collect();
+        if !raw.is_empty() {
+            record::write_export(dir, spec.readable, raw)?;
+        }
+    }
+    let testid = crate::load::DEFAULT_TESTID;
+    for (name, pts) in &load.points {
+        let mut labels = std::collections::BTreeMap::new();
+        if *name == m::NODE_CPU {
+            labels.insert("instance".to_string(), "localhost".to_string());
+        } else if *name == record::REPLICAS {
+            labels.insert("service".to_string(), SERVICE.to_string());
+        } else {
+            labels.insert("testid".to_string(), testid.to_string());
+        }
+        record::write_export(dir, name, vec![record::series(labels, pts)])?;
+    }
+    let scale_events: Vec<ScaleEvent> = events
+        .iter()
+        .filter(|e| e.decision.action != crate::scaler::policy::Action::None)
+        .map(|e| ScaleEvent {
+            at: e.time,
+            from: Some(e.decision.from),
+            to: Some(e.decision.to),
+        })
+        .collect();
+    if !scale_events.is_empty() {
+        // `alert_endpoint_call`: scale actions so far, from the first one on.
+        let ticks: Vec<f64> = load
+            .points
+            .get(m::TOTAL_REQUESTS)
+            .map(|v| v.iter().map(|p| p.0).collect())
+            .unwrap_or_default();
+        let pts: Vec<(f64, f64)> = ticks
+            .iter()
+            .map(|&t| {
+                let n = scale_events.iter().filter(|e| unix_s(e.at) <= t).count();
+                (t, n as f64)
+            })
+            .filter(|p| p.1 > 0.0)
+            .collect();
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert("__name__".to_string(), "alert_endpoint_call".to_string());
+        labels.insert("service".to_string(), SERVICE.to_string());
+        record::write_export(dir, m::SCALE_EVENT, vec![record::series(labels, &pts)])?;
+    }
+    crate::results::fsutil::write_atomic(
+        &dir.join("alerts.json"),
+        &serde_json::to_vec_pretty(&serde_json::json!({
+            "alerts": rec.alerts,
+            "webhook_failures": rec.webhook_failures,
+            "scaler_events": events,
+        }))?,
+    )?;
+    crate::results::fsutil::write_atomic(
+        &dir.join("load_summary.json"),
+        &serde_json::to_vec_pretty(&summary)?,
+    )?;
+    let mut meta = RunMeta::new(role, pair, start);
+    meta.end = Some(end);
+    meta.step_s = Some(1.0);
+    meta.testid = Some(testid.into());
+    meta.scale_events = scale_events;
+    // Written last: a run folder with run.json is a finished run.
+    meta.write(dir)?;
+    Ok(())
+}
+
+type LoadOutcome = (
+    DateTime<Utc>,
+    DateTime<Utc>,
+    record::LoadSeries,
+    crate::load::Summary,
+);
+
+/// Run the load against the replicas, recording each second.
+async fn drive_load(
+    p: &Profile,
+    listen: std::net::SocketAddr,
+    orch: &Arc<LocalOrchestrator>,
+    cancel: &CancellationToken,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<LoadOutcome> {
+    let url = format!("http://{listen}/test-threadpool");
+    let mut config = crate::load::Plan::config_for(&url)?;
+    config.timeout = Duration::from_secs(p.timeout_s);
+    config.graceful_stop = Duration::from_secs(p.graceful_stop_s);
+    config.pre_allocated_vus = p.pre_allocated_vus;
+    config.max_vus = p.max_vus;
+    let plan = crate::load::Plan::new(p.schedule()?, config)?;
+    let runner = crate::load::Runner::new(plan.schedule, plan.config)?;
+    let live = runner.live();
+    let start = Utc::now();
+    let mut running = tokio::spawn(runner.run(cancel.child_token()));
+    let mut series = record::LoadSeries::default();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let report = loop {
+        tokio::select! {
+            r = &mut running => break r.context("the load generator panicked")?,
+            _ = ticker.tick() => {
+                let ts = (unix_s(Utc::now())).round();
+                let replicas = orch.pids().await.len();
+                series.tick(ts, &live, Some(replicas));
+                bar.inc(1);
+            }
+        }
+    };
+    let end = Utc::now();
+    series.tick(unix_s(end).round(), &live, Some(orch.pids().await.len()));
+    Ok((start, end, series, report.summary))
+}

@@ -1,0 +1,211 @@
+//! Experiment profiles: `paper`, `quick`, or a TOML file (`deny_unknown_fields`; see
+//! `scenarios/experiment-example.toml`).
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+
+/// Everything that defines one pair of runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// A name for reports.
+    pub name: String,
+    /// Load stages, `TARGET:DURATION,...` (iterations per second), as `starvation load --stages`.
+    pub stages: String,
+    /// Rate at the start of the first stage (iterations per second).
+    #[serde(default = "one")]
+    pub start_rate: f64,
+    /// How long each request blocks a pool thread (`serve --block-ms`).
+    pub block_ms: u64,
+    /// The pool's minimum threads per replica (`serve --min-threads`).
+    pub min_threads: u32,
+    /// Replicas at the start of every run.
+    #[serde(default = "one_u32")]
+    pub initial_replicas: u32,
+    /// Most replicas the scaler may run.
+    pub max_replicas: u32,
+    /// Seconds between two scale-ups (`alertapi --cooldown`).
+    #[serde(default = "default_cooldown")]
+    pub cooldown_s: u64,
+    /// Request timeout (k6 `timeout`), seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+    /// How long in-flight iterations may finish after the last stage (k6 `gracefulStop`), seconds.
+    #[serde(default = "default_graceful")]
+    pub graceful_stop_s: u64,
+    /// VUs allocated before the run (k6 `preAllocatedVUs`).
+    #[serde(default = "default_pre_vus")]
+    pub pre_allocated_vus: u64,
+    /// Most VUs (k6 `maxVUs`).
+    #[serde(default = "default_max_vus")]
+    pub max_vus: u64,
+    /// Further `starvation serve` arguments for every replica (e.g. the pool's injection knobs).
+    #[serde(default)]
+    pub serve_args: Vec<String>,
+    /// Alert rule file to evaluate instead of the embedded `deploy/prometheus/alert_rules.yml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<std::path::PathBuf>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn one_u32() -> u32 {
+    1
+}
+fn default_cooldown() -> u64 {
+    15
+}
+fn default_timeout() -> u64 {
+    60
+}
+fn default_graceful() -> u64 {
+    30
+}
+fn default_pre_vus() -> u64 {
+    50
+}
+fn default_max_vus() -> u64 {
+    1000
+}
+
+/// The paper's worker had one busy vCPU, on which the .NET runtime injected threads far slower
+/// than its nominal two a second: its busy worker threads grew about 0.4 a second (the paper's
+/// means, 7 → 50 over 100 s). A local replica's blocking requests use no CPU, so its pool would
+/// grow two threads a second and hide the starvation; a 2 s starvation delay (about one thread
+/// every 2–2.5 s) stands in for the busy vCPU. With 1 s the paper's load never starves a replica
+/// long enough to alert.
+pub fn paper_pool_args() -> Vec<String> {
+    ["--starvation-delay", "2s"].map(String::from).to_vec()
+}
+
+impl Profile {
+    /// The paper: its k6 stages, 2 s blocking requests, a one-vCPU-like pool (min threads 1),
+    /// one replica to start, up to 5.
+    pub fn paper() -> Profile {
+        Profile {
+            name: "paper".into(),
+            stages: crate::load::PAPER_STAGES.into(),
+            start_rate: 1.0,
+            block_ms: 2000,
+            min_threads: 1,
+            initial_replicas: 1,
+            max_replicas: 5,
+            cooldown_s: 15,
+            timeout_s: 60,
+            graceful_stop_s: 30,
+            pre_allocated_vus: 50,
+            max_vus: 1000,
+            serve_args: paper_pool_args(),
+            rules: None,
+        }
+    }
+
+    /// The paper's shape in about two minutes a pair: stages a third as long, a shorter
+    /// timeout and graceful stop.
+    pub fn quick() -> Profile {
+        Profile {
+            name: "quick".into(),
+            stages: "15:10s,20:10s,30:10s,35:10s,5:10s".into(),
+            timeout_s: 30,
+            graceful_stop_s: 10,
+            cooldown_s: 10,
+            ..Profile::paper()
+        }
+    }
+
+    /// `paper`, `quick`, or a path to a TOML file.
+    pub fn resolve(spec: &str) -> anyhow::Result<Profile> {
+        match spec {
+            "paper" => Ok(Profile::paper()),
+            "quick" => Ok(Profile::quick()),
+            path => Profile::from_file(Path::new(path)),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> anyhow::Result<Profile> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "--profile {}: not `paper` or `quick`, and not a readable TOML file ({e})",
+                path.display()
+            )
+        })?;
+        Profile::from_toml(&text)
+            .map_err(|e| anyhow::anyhow!("--profile {}: {e:#}", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> anyhow::Result<Profile> {
+        let p: Profile = toml::from_str(text)?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// The load schedule.
+    pub fn schedule(&self) -> anyhow::Result<crate::load::Schedule> {
+        Ok(crate::load::Schedule::new(
+            self.start_rate,
+            Duration::from_secs(1),
+            crate::load::parse_stages(&self.stages)?,
+        )?)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.schedule()?;
+        anyhow::ensure!(self.min_threads >= 1, "min_threads must be at least 1");
+        anyhow::ensure!(
+            self.initial_replicas >= 1,
+            "initial_replicas must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_replicas >= self.initial_replicas,
+            "max_replicas ({}) is below initial_replicas ({})",
+            self.max_replicas,
+            self.initial_replicas
+        );
+        anyhow::ensure!(self.timeout_s >= 1, "timeout_s must be at least 1");
+        anyhow::ensure!(
+            self.max_vus >= self.pre_allocated_vus && self.max_vus >= 1,
+            "max_vus must be at least 1 and at least pre_allocated_vus"
+        );
+        Ok(())
+    }
+
+    /// Upper bound of one run's load phase (schedule plus graceful stop).
+    pub fn run_seconds(&self) -> u64 {
+        self.schedule().map(|s| s.duration().as_secs()).unwrap_or(0) + self.graceful_stop_s
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a profile serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_valid_and_round_trip() {
+        for p in [Profile::paper(), Profile::quick()] {
+            p.validate().unwrap();
+            assert_eq!(Profile::from_toml(&p.to_toml()).unwrap(), p);
+        }
+        assert_eq!(
+            Profile::paper().schedule().unwrap().duration().as_secs(),
+            150
+        );
+        assert_eq!(
+            Profile::quick().schedule().unwrap().duration().as_secs(),
+            50
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let mut t = Profile::quick().to_toml();
+        t.push_str("\nblock_msec = 3\n");
+        let e = Profile::from_toml(&t).unwrap_err().to_string();
+        assert!(e.contains("block_msec"), "{e}");
+    }
+}
