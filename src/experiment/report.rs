@@ -58,6 +58,7 @@ pub struct Machine {
     pub cpu_model: String,
     pub memory_gib: f64,
     pub kernel: String,
+    pub os: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -190,6 +191,11 @@ fn machine() -> Machine {
         cpu_model,
         memory_gib,
         kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+        os: read("/etc/os-release")
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -329,8 +335,9 @@ pub fn render_markdown(r: &Report) -> String {
     md.push_str("```\n\nRuns: `runs/pair_N/{baseline,scaled}/` (exports as Prometheus `query_range` JSON, `run.json`, `alerts.json`, `load_summary.json`); mean datasets: `aggregate/`.\n\n");
     md.push_str("## Software and machine\n\n");
     md.push_str(&format!(
-        "- starvation {}\n- {} ({} CPUs, {} GiB), kernel {}, host {}\n",
+        "- starvation {}\n- {}\n- {} ({} CPUs, {} GiB), kernel {}, host {}\n",
         r.starvation_version,
+        r.machine.os,
         r.machine.cpu_model,
         r.machine.cpus,
         r.machine.memory_gib,
