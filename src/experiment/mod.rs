@@ -33,7 +33,7 @@ pub const INTERRUPTED_FILE: &str = "INTERRUPTED";
 pub enum BackendKind {
     /// Replicas are local processes sharing one port.
     Local,
-    /// The stack of deploy/ on Docker Swarm.
+    /// The stack of deploy/ on Docker Swarm (not yet implemented in this build).
     Swarm,
 }
 
@@ -42,7 +42,7 @@ pub enum BackendKind {
 pub enum MonitorKind {
     /// In-process sampler and rule evaluator (a PromQL subset).
     Embedded,
-    /// Real Prometheus, Pushgateway and Alertmanager.
+    /// Real Prometheus, Pushgateway and Alertmanager (not yet implemented in this build).
     Prometheus,
 }
 
