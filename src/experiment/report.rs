@@ -243,86 +243,92 @@ pub fn render_markdown(r: &Report) -> String {
     md.push_str(
         "| | baseline | scaled | paper baseline | paper scaled |\n|---|---:|---:|---:|---:|\n",
     );
-    let row = |name: &str, b: String, s: String, pb: &str, ps: &str| {
-        format!("| {name} | {b} | {s} | {pb} | {ps} |\n")
-    };
-    md.push_str(&row(
-        "p99 request duration, peak",
-        format!("{:.2} s", b.p99_peak_s),
-        format!("{:.2} s", s.p99_peak_s),
-        "≈ 64 s",
-        "≈ 2.6 s",
-    ));
-    md.push_str(&row(
-        "p99 request duration, at end",
-        format!("{:.2} s", b.p99_end_s),
-        format!("{:.2} s", s.p99_end_s),
-        "",
-        "",
-    ));
-    md.push_str(&row(
-        "thread-pool queue, peak",
-        format!("{:.0}", b.queue_peak),
-        format!("{:.0}", s.queue_peak),
-        "≈ 48",
-        "≈ 25",
-    ));
-    md.push_str(&row(
-        "process threads, peak (all replicas)",
-        format!("{:.0}", b.threads_peak),
-        format!("{:.0}", s.threads_peak),
-        "",
-        "",
-    ));
-    md.push_str(&row(
-        "busy worker threads, peak",
-        format!("{:.0}", b.busy_peak),
-        format!("{:.0}", s.busy_peak),
-        "",
-        "",
-    ));
-    md.push_str(&row(
-        "requests",
-        format!("{:.0}", b.total_requests),
-        format!("{:.0}", s.total_requests),
-        "",
-        "",
-    ));
-    md.push_str(&row(
-        "failed requests",
-        format!("{:.0}", b.failed_requests),
-        format!("{:.0}", s.failed_requests),
-        "",
-        "",
-    ));
-    md.push_str(&row(
-        "dropped iterations",
-        format!("{:.0}", b.dropped_iterations),
-        format!("{:.0}", s.dropped_iterations),
-        "",
-        "",
-    ));
-    md.push_str(&row(
-        "runs with a scale event",
-        format!("{}/{}", b.runs_with_scale_event, b.runs),
-        format!("{}/{}", s.runs_with_scale_event, s.runs),
-        "0",
-        "all",
-    ));
-    md.push_str(&row(
-        "time to first scale",
-        opt_s(b.first_scale_s),
-        opt_s(s.first_scale_s),
-        "",
-        "≈ 24 s",
-    ));
-    md.push_str(&row(
-        "replicas, most",
-        format!("{:.1}", b.replicas_max),
-        format!("{:.1}", s.replicas_max),
-        "1",
-        "",
-    ));
+    let whole = |v: f64| format!("{v:.0}");
+    // (row, baseline, scaled, paper baseline, paper scaled)
+    let rows: Vec<(&str, String, String, &str, &str)> = vec![
+        (
+            "p99 request duration, peak",
+            format!("{:.2} s", b.p99_peak_s),
+            format!("{:.2} s", s.p99_peak_s),
+            "≈ 64 s",
+            "≈ 2.6 s",
+        ),
+        (
+            "p99 request duration, at end",
+            format!("{:.2} s", b.p99_end_s),
+            format!("{:.2} s", s.p99_end_s),
+            "",
+            "",
+        ),
+        (
+            "thread-pool queue, peak",
+            whole(b.queue_peak),
+            whole(s.queue_peak),
+            "≈ 48",
+            "≈ 25",
+        ),
+        (
+            "process threads, peak (all replicas)",
+            whole(b.threads_peak),
+            whole(s.threads_peak),
+            "",
+            "",
+        ),
+        (
+            "busy worker threads, peak",
+            whole(b.busy_peak),
+            whole(s.busy_peak),
+            "",
+            "",
+        ),
+        (
+            "requests",
+            whole(b.total_requests),
+            whole(s.total_requests),
+            "",
+            "",
+        ),
+        (
+            "failed requests",
+            whole(b.failed_requests),
+            whole(s.failed_requests),
+            "",
+            "",
+        ),
+        (
+            "dropped iterations",
+            whole(b.dropped_iterations),
+            whole(s.dropped_iterations),
+            "",
+            "",
+        ),
+        (
+            "runs with a scale event",
+            format!("{}/{}", b.runs_with_scale_event, b.runs),
+            format!("{}/{}", s.runs_with_scale_event, s.runs),
+            "0",
+            "all",
+        ),
+        (
+            "time to first scale",
+            opt_s(b.first_scale_s),
+            opt_s(s.first_scale_s),
+            "",
+            "≈ 24 s",
+        ),
+        (
+            "replicas, most",
+            format!("{:.1}", b.replicas_max),
+            format!("{:.1}", s.replicas_max),
+            "1",
+            "",
+        ),
+    ];
+    for (name, base, scaled, paper_base, paper_scaled) in rows {
+        md.push_str(&format!(
+            "| {name} | {base} | {scaled} | {paper_base} | {paper_scaled} |\n"
+        ));
+    }
     md.push_str("\nReplicas over time (count@seconds from load start):\n\n");
     md.push_str(&format!("- baseline: {}\n", timeline(b)));
     md.push_str(&format!("- scaled: {}\n\n", timeline(s)));
