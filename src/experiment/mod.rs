@@ -6,6 +6,7 @@
 pub mod profile;
 pub mod record;
 pub mod report;
+pub mod swarm;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -21,6 +22,24 @@ use crate::results::metrics as m;
 use crate::results::runmeta::{Role, RunMeta, ScaleEvent};
 pub use profile::Profile;
 
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Local => "local",
+            BackendKind::Swarm => "swarm",
+        }
+    }
+}
+
+impl MonitorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorKind::Embedded => "embedded",
+            MonitorKind::Prometheus => "prometheus",
+        }
+    }
+}
+
 /// The service name of the replicas.
 pub const SERVICE: &str = "webserver";
 /// `experiment.json` in the output folder: what `--resume` continues.
@@ -28,21 +47,27 @@ pub const STATE_FILE: &str = "experiment.json";
 /// Left in a run folder that Ctrl-C interrupted; `--resume` redoes that run.
 pub const INTERRUPTED_FILE: &str = "INTERRUPTED";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// Replicas are local processes sharing one port.
+    #[default]
     Local,
-    /// The stack of deploy/ on Docker Swarm (not yet implemented in this build).
+    /// The stack of deploy/ on Docker Swarm, watched by its own Prometheus.
     Swarm,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MonitorKind {
     /// In-process sampler and rule evaluator (a PromQL subset).
+    #[default]
     Embedded,
-    /// Real Prometheus, Pushgateway and Alertmanager (not yet implemented in this build).
+    /// Real Prometheus, Pushgateway and Alertmanager (Debian packages) as local processes.
     Prometheus,
 }
 
@@ -55,12 +80,15 @@ pub struct Opts {
     /// (see scenarios/experiment-example.toml). On --resume: as first given.
     #[arg(long)]
     pub profile: Option<String>,
-    #[arg(long, value_enum, default_value = "local")]
-    pub backend: BackendKind,
-    #[arg(long, value_enum, default_value = "embedded")]
-    pub monitor: MonitorKind,
-    /// Alert rules for the embedded monitor. Default: deploy/prometheus/alert_rules.yml as
-    /// built into this binary.
+    /// Where the replicas run. Default local (on --resume: as first given).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// What watches them and fires the alerts. Default embedded with --backend local; the swarm
+    /// backend always uses the stack's own Prometheus (on --resume: as first given).
+    #[arg(long, value_enum)]
+    pub monitor: Option<MonitorKind>,
+    /// Alert rules (any monitor). Default: deploy/prometheus/alert_rules.yml as built into
+    /// this binary.
     #[arg(long)]
     pub rules: Option<PathBuf>,
     /// Output folder: runs/, aggregate/, figures/, report.md, report.json.
@@ -81,6 +109,10 @@ pub struct State {
     /// The rule file's text (so a resumed experiment evaluates the same rules).
     pub rules: String,
     pub started: DateTime<Utc>,
+    #[serde(default)]
+    pub backend: BackendKind,
+    #[serde(default)]
+    pub monitor: MonitorKind,
 }
 
 const STATE_FORMAT: &str = "starvation-experiment/1";
@@ -96,17 +128,19 @@ fn is_finished(dir: &Path) -> bool {
     dir.join(crate::results::runmeta::RUN_META_FILE).exists()
 }
 
+/// The monitor a backend runs with: `--monitor` if it fits the backend, else its default.
+fn monitor_for(backend: BackendKind, monitor: Option<MonitorKind>) -> anyhow::Result<MonitorKind> {
+    match (backend, monitor) {
+        (BackendKind::Local, m) => Ok(m.unwrap_or_default()),
+        (BackendKind::Swarm, None | Some(MonitorKind::Prometheus)) => Ok(MonitorKind::Prometheus),
+        (BackendKind::Swarm, Some(MonitorKind::Embedded)) => anyhow::bail!(
+            "--backend swarm --monitor embedded: the swarm backend is watched by the stack's own \
+             Prometheus; drop --monitor (or say --monitor prometheus)"
+        ),
+    }
+}
+
 fn prepare(opts: &Opts) -> anyhow::Result<State> {
-    if opts.backend == BackendKind::Swarm {
-        anyhow::bail!(
-            "--backend swarm is not yet implemented in this build; use --backend local (the default)"
-        );
-    }
-    if opts.monitor == MonitorKind::Prometheus {
-        anyhow::bail!(
-            "--monitor prometheus is not yet implemented in this build; use --monitor embedded (the default)"
-        );
-    }
     let state_path = opts.out.join(STATE_FILE);
     if opts.resume {
         let bytes = std::fs::read(&state_path).with_context(|| {
@@ -134,7 +168,19 @@ fn prepare(opts: &Opts) -> anyhow::Result<State> {
         if let Some(r) = opts.runs {
             st.runs = r;
         }
-        monitor::parse_rules(&st.rules)?;
+        if opts.backend.is_some_and(|b| b != st.backend)
+            || opts.monitor.is_some_and(|m| m != st.monitor)
+        {
+            anyhow::bail!(
+                "--resume: this experiment started with --backend {} --monitor {}; drop \
+                 --backend/--monitor to continue it, or use another --out",
+                st.backend.as_str(),
+                st.monitor.as_str()
+            );
+        }
+        if st.monitor == MonitorKind::Embedded {
+            monitor::parse_rules(&st.rules)?;
+        }
         return Ok(st);
     }
     if opts.out.join(STATE_FILE).exists() || opts.out.join("runs").exists() {
@@ -150,8 +196,23 @@ fn prepare(opts: &Opts) -> anyhow::Result<State> {
             .with_context(|| format!("--rules {}: cannot read it", p.display()))?,
         None => monitor::rules::DEFAULT_RULES.to_string(),
     };
-    // Refuse rules the embedded monitor cannot evaluate before anything starts.
-    monitor::parse_rules(&rules)?;
+    let backend = opts.backend.unwrap_or_default();
+    let monitor_kind = monitor_for(backend, opts.monitor)?;
+    // Refuse what cannot run before anything starts: rules the embedded monitor cannot
+    // evaluate, missing Prometheus binaries, no Swarm.
+    match (backend, monitor_kind) {
+        (BackendKind::Local, MonitorKind::Embedded) => {
+            monitor::parse_rules(&rules)?;
+        }
+        (BackendKind::Local, MonitorKind::Prometheus) => {
+            monitor::prometheus::check_binaries()?;
+            monitor::prometheus::check_rules(&rules)?;
+        }
+        (BackendKind::Swarm, _) => {
+            monitor::prometheus::check_rules(&rules)?;
+            swarm::preflight()?;
+        }
+    }
     let runs = opts.runs.unwrap_or(1);
     anyhow::ensure!(runs >= 1, "--runs must be at least 1");
     let st = State {
@@ -160,6 +221,8 @@ fn prepare(opts: &Opts) -> anyhow::Result<State> {
         profile,
         rules,
         started: Utc::now(),
+        backend,
+        monitor: monitor_kind,
     };
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("--out {}: cannot create it", opts.out.display()))?;
@@ -211,7 +274,14 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             let label = format!("pair {pair}/{} {}", st.runs, role.as_str());
             bar.set_message(format!("{label}: starting"));
             let before = bar.position();
-            let res = run_one(&st, &program, pair, role, &dir, &cancel, &bar, &label).await;
+            let res = match st.backend {
+                BackendKind::Local => {
+                    run_one(&st, &program, pair, role, &dir, &cancel, &bar, &label).await
+                }
+                BackendKind::Swarm => {
+                    swarm::run_one(&st, pair, role, &dir, &cancel, &bar, &label).await
+                }
+            };
             bar.set_position(before + per_run);
             match res {
                 Ok(()) => {}

@@ -4,6 +4,7 @@
 //! state machine (pending → firing after `for` → resolved) and Alertmanager v4 webhooks to the
 //! scaler. Every sample is kept so the run can be stored as Prometheus `query_range` JSON.
 
+pub mod prometheus;
 pub mod receiver;
 pub mod rules;
 
