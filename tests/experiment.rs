@@ -228,7 +228,7 @@ fn unsupported_rules_are_refused_before_anything_starts() {
 
 #[test]
 fn unimplemented_backends_say_so() {
-    for args in [["--backend", "swarm"], ["--monitor", "prometheus"]] {
+    for args in [["--backend", "swarm"]] {
         let o = Command::new(starvation_bin())
             .arg("experiment")
             .args(args)
