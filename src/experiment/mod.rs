@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use crate::monitor::{self, Embedded, MonitorConfig};
+use crate::monitor::prometheus::PrometheusMonitor;
+use crate::monitor::{self, Embedded, Monitor, MonitorConfig};
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::local::{LocalConfig, LocalOrchestrator};
 use crate::results::metrics as m;
@@ -48,7 +49,15 @@ pub const STATE_FILE: &str = "experiment.json";
 pub const INTERRUPTED_FILE: &str = "INTERRUPTED";
 
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -60,7 +69,15 @@ pub enum BackendKind {
 }
 
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum MonitorKind {
@@ -346,14 +363,26 @@ async fn run_one(
     label: &str,
 ) -> anyhow::Result<()> {
     let p = &st.profile;
-    let rules = monitor::parse_rules(&st.rules)?;
-    let mon = Embedded::start(MonitorConfig {
-        rules,
-        webhook: None,
-        token: None,
-        interval: Duration::from_secs(1),
-    })
-    .await?;
+    let mon: Box<dyn Monitor> = match st.monitor {
+        MonitorKind::Embedded => Box::new(
+            Embedded::start(MonitorConfig {
+                rules: monitor::parse_rules(&st.rules)?,
+                webhook: None,
+                token: None,
+                interval: Duration::from_secs(1),
+            })
+            .await?,
+        ),
+        MonitorKind::Prometheus => {
+            bar.set_message(format!("{label}: starting Prometheus"));
+            Box::new(PrometheusMonitor::start(&dir.join("monitor"), &st.rules).await?)
+        }
+    };
+    let gauges: Vec<&str> = m::METRICS
+        .iter()
+        .filter(|s| s.kind == m::Kind::Gauge)
+        .map(|s| s.query)
+        .collect();
     let port = free_port()?;
     let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let data = dir.join("data");
@@ -386,7 +415,7 @@ async fn run_one(
     {
         Ok(o) => Arc::new(o),
         Err(e) => {
-            mon.stop().await;
+            let _ = mon.finish(&[], 0.0, 0.0).await;
             return Err(anyhow::anyhow!("starting the replicas: {e}"));
         }
     };
@@ -413,15 +442,25 @@ async fn run_one(
             crate::scaler::Server::start(([127, 0, 0, 1], 0).into(), None, o, cfg).await
         }
         .await;
-        match started {
+        let started = match started {
             Ok(s) => {
-                mon.set_webhook(Some(format!("http://{}/alert", s.local_addr())));
-                Some(s)
+                let url = format!("http://{}/alert", s.local_addr());
+                match mon.set_webhook(Some(&url)).await {
+                    Ok(()) => Ok(s),
+                    Err(e) => {
+                        let _ = s.shutdown().await;
+                        Err(e)
+                    }
+                }
             }
+            Err(e) => Err(e.context("starting the scaler")),
+        };
+        match started {
+            Ok(s) => Some(s),
             Err(e) => {
                 orch.shutdown().await;
-                mon.stop().await;
-                return Err(e.context("starting the scaler"));
+                let _ = mon.finish(&[], 0.0, 0.0).await;
+                return Err(e);
             }
         }
     } else {
@@ -445,29 +484,26 @@ async fn run_one(
     };
     // Replicas first, so they can delete their groups from the monitor's receiver.
     orch.shutdown().await;
-    let rec = mon.stop().await;
-    let (start, end, load, summary) = outcome?;
-    if cancel.is_cancelled() {
-        return Err(crate::Interrupted.into());
-    }
+    let (start, end, load, summary) = match outcome {
+        Ok(o) if !cancel.is_cancelled() => o,
+        other => {
+            let _ = mon.finish(&[], 0.0, 0.0).await;
+            other?;
+            return Err(crate::Interrupted.into());
+        }
+    };
+    let (t0, t1) = (unix_s(start).round(), unix_s(end).round());
+    let rec = mon.finish(&gauges, t0, t1).await?;
     let _ = std::fs::remove_dir_all(&data);
 
     // Store the run like an export.
     bar.set_message(format!("{label}: writing"));
-    let (t0, t1) = (unix_s(start).round(), unix_s(end).round());
-    let within = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
-        pts.iter()
-            .copied()
-            .filter(|(t, _)| *t >= t0 && *t <= t1)
-            .collect()
-    };
     for spec in m::METRICS.iter().filter(|s| s.kind == m::Kind::Gauge) {
         let raw: Vec<_> = rec
             .series
             .iter()
             .filter(|(l, _)| l.get("__name__").map(String::as_str) == Some(spec.query))
-            .map(|(l, pts)| record::series(l.clone(), &within(pts)))
-            .filter(|s| !s.values.is_empty())
+            .map(|(l, pts)| record::series(l.clone(), pts))
             .collect();
         if !raw.is_empty() {
             record::write_export(dir, spec.readable, raw)?;

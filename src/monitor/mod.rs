@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::scaler::alert::{Alert, Notification, Status};
+use futures::future::BoxFuture;
 pub use rules::{Labels, Rule, Sample, parse_rules};
 
 /// One alert's state.
@@ -174,6 +175,72 @@ pub fn notification(alerts: Vec<Alert>) -> Notification {
         external_url: "starvation://monitor/embedded".into(),
         alerts,
         truncated_alerts: 0,
+    }
+}
+
+/// The seam between an experiment run and what watches its replicas: the embedded monitor or
+/// real Prometheus, Pushgateway and Alertmanager processes.
+pub trait Monitor: Send + Sync {
+    /// The URL to give replicas as `--pushgateway`.
+    fn pushgateway_url(&self) -> String;
+    /// Where notifications go from now on (`None`: nowhere).
+    fn set_webhook<'a>(&'a self, url: Option<&'a str>) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Stop, returning the series named `metrics` (`__name__`) and the alerts over
+    /// `[start, end]` (unix seconds).
+    fn finish<'a>(
+        self: Box<Self>,
+        metrics: &'a [&'a str],
+        start: f64,
+        end: f64,
+    ) -> BoxFuture<'a, anyhow::Result<Recording>>;
+}
+
+impl Monitor for Embedded {
+    fn pushgateway_url(&self) -> String {
+        Embedded::pushgateway_url(self)
+    }
+
+    fn set_webhook<'a>(&'a self, url: Option<&'a str>) -> BoxFuture<'a, anyhow::Result<()>> {
+        Embedded::set_webhook(self, url.map(String::from));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn finish<'a>(
+        self: Box<Self>,
+        metrics: &'a [&'a str],
+        start: f64,
+        end: f64,
+    ) -> BoxFuture<'a, anyhow::Result<Recording>> {
+        Box::pin(async move {
+            let mut rec = self.stop().await;
+            rec.series.retain(|labels, points| {
+                points.retain(|(t, _)| *t >= start && *t <= end);
+                !points.is_empty()
+                    && labels
+                        .get("__name__")
+                        .is_some_and(|n| metrics.contains(&n.as_str()))
+            });
+            Ok(rec)
+        })
+    }
+}
+
+impl Monitor for prometheus::PrometheusMonitor {
+    fn pushgateway_url(&self) -> String {
+        prometheus::PrometheusMonitor::pushgateway_url(self)
+    }
+
+    fn set_webhook<'a>(&'a self, url: Option<&'a str>) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(prometheus::PrometheusMonitor::set_webhook(self, url))
+    }
+
+    fn finish<'a>(
+        self: Box<Self>,
+        metrics: &'a [&'a str],
+        start: f64,
+        end: f64,
+    ) -> BoxFuture<'a, anyhow::Result<Recording>> {
+        Box::pin((*self).finish(metrics, start, end))
     }
 }
 

@@ -3,7 +3,15 @@
 //! generated from `deploy/prometheus/prometheus.yml` and `deploy/alertmanager/alertmanager.yml`.
 
 use anyhow::Context as _;
-use std::path::PathBuf;
+use chrono::DateTime;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use super::{AlertEvent, Recording};
+use crate::results::export::query_range;
+use crate::results::promjson::Series;
 
 /// The binaries this monitor runs, and the Debian packages that install them.
 pub const BINARIES: [(&str, &str); 3] = [
@@ -76,4 +84,529 @@ pub fn check_rules(text: &str) -> anyhow::Result<()> {
         "the alert rules have no `groups:` list (see deploy/prometheus/alert_rules.yml)"
     );
     Ok(())
+}
+
+/// The running trio. Each process dies with us (`PR_SET_PDEATHSIG`) and on drop.
+pub struct PrometheusMonitor {
+    dir: PathBuf,
+    prometheus: Daemon,
+    pushgateway: Daemon,
+    alertmanager: Daemon,
+    client: reqwest::Client,
+}
+
+/// One child process and the loopback URL it serves.
+struct Daemon {
+    name: &'static str,
+    child: tokio::process::Child,
+    url: String,
+}
+
+/// `host:port` of the services in `deploy/` → where they are for this run.
+type Targets = BTreeMap<&'static str, String>;
+
+const DEPLOY_PROMETHEUS: &str = include_str!("../../deploy/prometheus/prometheus.yml");
+const DEPLOY_ALERTMANAGER: &str = include_str!("../../deploy/alertmanager/alertmanager.yml");
+
+/// `deploy/prometheus/prometheus.yml` for local processes: the Swarm service names become the
+/// loopback addresses of this run; jobs that find targets through Swarm DNS (`tasks.<service>`)
+/// or scrape services that do not run here are dropped (local replicas share one port, so only
+/// their pushed gauges, the path the alert rules use, can tell them apart). Intervals, rule file
+/// and alerting stay as deployed.
+pub fn prometheus_config(deployed: &str, targets: &Targets) -> anyhow::Result<String> {
+    let mut doc: serde_json::Value =
+        serde_norway::from_str(deployed).context("deploy/prometheus/prometheus.yml")?;
+    let map_static = |cfgs: &mut serde_json::Value| -> bool {
+        let mut all = true;
+        for cfg in cfgs.as_array_mut().into_iter().flatten() {
+            for t in cfg["targets"].as_array_mut().into_iter().flatten() {
+                match t.as_str().and_then(|s| targets.get(s)) {
+                    Some(local) => *t = local.clone().into(),
+                    None => all = false,
+                }
+            }
+        }
+        all
+    };
+    for am in doc["alerting"]["alertmanagers"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        anyhow::ensure!(
+            map_static(&mut am["static_configs"]),
+            "deploy/prometheus/prometheus.yml: an Alertmanager target other than alertmanager:9093"
+        );
+    }
+    if let Some(jobs) = doc["scrape_configs"].as_array_mut() {
+        jobs.retain_mut(|job| {
+            job.get("dns_sd_configs").is_none()
+                && job.get("static_configs").is_some()
+                && map_static(&mut job["static_configs"])
+        });
+    }
+    Ok(serde_norway::to_string(&doc)?)
+}
+
+/// `deploy/alertmanager/alertmanager.yml` for local processes: every webhook goes to `webhook`
+/// without the Swarm secret's token (the in-process scaler listens on loopback without one);
+/// with `None` the receivers notify nobody (baseline runs). Routing and timings stay as deployed.
+pub fn alertmanager_config(deployed: &str, webhook: Option<&str>) -> anyhow::Result<String> {
+    let mut doc: serde_json::Value =
+        serde_norway::from_str(deployed).context("deploy/alertmanager/alertmanager.yml")?;
+    for r in doc["receivers"].as_array_mut().into_iter().flatten() {
+        let Some(r) = r.as_object_mut() else { continue };
+        match webhook {
+            Some(url) => {
+                for w in r
+                    .get_mut("webhook_configs")
+                    .and_then(|w| w.as_array_mut())
+                    .into_iter()
+                    .flatten()
+                {
+                    w["url"] = url.into();
+                    if let Some(w) = w.as_object_mut() {
+                        w.remove("http_config");
+                    }
+                }
+            }
+            None => {
+                r.remove("webhook_configs");
+            }
+        }
+    }
+    Ok(serde_norway::to_string(&doc)?)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Daemon {
+    /// Start `bin` with `args(port)` on a free loopback port and wait for `ready_path`; a
+    /// process that exits before it is ready (a port taken meanwhile) is retried on another.
+    async fn start(
+        name: &'static str,
+        bin: &Path,
+        args: impl Fn(u16) -> anyhow::Result<Vec<String>>,
+        ready_path: &str,
+        log: &Path,
+        client: &reqwest::Client,
+    ) -> anyhow::Result<Daemon> {
+        for _attempt in 0..3 {
+            let port = free_port()?;
+            let url = format!("http://127.0.0.1:{port}");
+            let log_file = std::fs::File::create(log)
+                .with_context(|| format!("creating {}", log.display()))?;
+            let mut cmd = tokio::process::Command::new(bin);
+            cmd.args(args(port)?)
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone()?)
+                .stderr(log_file)
+                .kill_on_drop(true);
+            // SAFETY: prctl is async-signal-safe; it only sets a flag on the new process.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("starting {}", bin.display()))?;
+            let mut d = Daemon { name, child, url };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if d.child.try_wait()?.is_some() {
+                    break; // exited: try another port
+                }
+                if let Ok(r) = client.get(format!("{}{ready_path}", d.url)).send().await
+                    && r.status().is_success()
+                {
+                    return Ok(d);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            d.stop().await;
+        }
+        anyhow::bail!(
+            "{name} did not become ready on 127.0.0.1; its log: {}\n{}",
+            log.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    }
+
+    /// SIGTERM, up to 5 s to exit, then SIGKILL.
+    async fn stop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("{} ignored SIGTERM for 5 s: killing it", self.name);
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+impl PrometheusMonitor {
+    /// Start Pushgateway, Alertmanager (notifying nobody until [`Self::set_webhook`]) and
+    /// Prometheus evaluating `rules`, with configs, logs and data in `dir`.
+    pub async fn start(dir: &Path, rules: &str) -> anyhow::Result<PrometheusMonitor> {
+        let [prometheus, pushgateway, alertmanager] = check_binaries()?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let path = |f: &str| dir.join(f).display().to_string();
+        let mut started = Vec::new();
+        let result = async {
+            started.push(
+                Daemon::start(
+                    "pushgateway",
+                    &pushgateway,
+                    |port| Ok(vec![format!("--web.listen-address=127.0.0.1:{port}")]),
+                    "/-/ready",
+                    &dir.join("pushgateway.log"),
+                    &client,
+                )
+                .await?,
+            );
+            write(
+                dir,
+                "alertmanager.yml",
+                &alertmanager_config(DEPLOY_ALERTMANAGER, None)?,
+            )?;
+            started.push(
+                Daemon::start(
+                    "alertmanager",
+                    &alertmanager,
+                    |port| {
+                        Ok(vec![
+                            format!("--config.file={}", path("alertmanager.yml")),
+                            format!("--storage.path={}", path("alertmanager-data")),
+                            format!("--web.listen-address=127.0.0.1:{port}"),
+                            // No high-availability cluster: it would bind 0.0.0.0:9094.
+                            "--cluster.listen-address=".into(),
+                        ])
+                    },
+                    "/-/ready",
+                    &dir.join("alertmanager.log"),
+                    &client,
+                )
+                .await?,
+            );
+            write(dir, "alert_rules.yml", rules)?;
+            let mut targets = Targets::new();
+            targets.insert("pushgateway:9091", host_port(&started[0].url));
+            targets.insert("alertmanager:9093", host_port(&started[1].url));
+            started.push(
+                Daemon::start(
+                    "prometheus",
+                    &prometheus,
+                    |port| {
+                        // Its self-scrape target is its own port, known only now.
+                        let mut targets = targets.clone();
+                        targets.insert("localhost:9090", format!("127.0.0.1:{port}"));
+                        write(
+                            dir,
+                            "prometheus.yml",
+                            &prometheus_config(DEPLOY_PROMETHEUS, &targets)?,
+                        )?;
+                        Ok(vec![
+                            format!("--config.file={}", path("prometheus.yml")),
+                            format!("--storage.tsdb.path={}", path("prometheus-data")),
+                            format!("--web.listen-address=127.0.0.1:{port}"),
+                        ])
+                    },
+                    "/-/ready",
+                    &dir.join("prometheus.log"),
+                    &client,
+                )
+                .await?,
+            );
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            stop_all(&mut started).await;
+            return Err(e);
+        }
+        let mut started = started.into_iter();
+        let (Some(pushgateway), Some(alertmanager), Some(prometheus)) =
+            (started.next(), started.next(), started.next())
+        else {
+            unreachable!("three daemons started above");
+        };
+        Ok(PrometheusMonitor {
+            dir: dir.to_path_buf(),
+            prometheus,
+            pushgateway,
+            alertmanager,
+            client,
+        })
+    }
+
+    /// Prometheus' base URL.
+    pub fn prometheus_url(&self) -> &str {
+        &self.prometheus.url
+    }
+
+    /// The URL to give replicas as `--pushgateway`.
+    pub fn pushgateway_url(&self) -> String {
+        self.pushgateway.url.clone()
+    }
+
+    /// Point Alertmanager's receivers at `url` (`None`: nobody) and reload it.
+    pub async fn set_webhook(&self, url: Option<&str>) -> anyhow::Result<()> {
+        write(
+            &self.dir,
+            "alertmanager.yml",
+            &alertmanager_config(DEPLOY_ALERTMANAGER, url)?,
+        )?;
+        let r = self
+            .client
+            .post(format!("{}/-/reload", self.alertmanager.url))
+            .send()
+            .await
+            .context("reloading Alertmanager")?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "reloading Alertmanager: HTTP {}: {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    /// Read what Prometheus recorded over `[start, end]` (unix seconds, 1 s step): the series
+    /// of `metrics` and the alerts (from its `ALERTS` series), then stop all three processes
+    /// and delete their data (configs and logs stay).
+    pub async fn finish(
+        mut self,
+        metrics: &[&str],
+        start: f64,
+        end: f64,
+    ) -> anyhow::Result<Recording> {
+        // The last second's scrape and rule evaluation.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let rec = self.read(metrics, start, end).await;
+        stop_all(&mut [
+            &mut self.prometheus,
+            &mut self.alertmanager,
+            &mut self.pushgateway,
+        ])
+        .await;
+        for data in ["prometheus-data", "alertmanager-data"] {
+            let _ = std::fs::remove_dir_all(self.dir.join(data));
+        }
+        rec
+    }
+
+    async fn read(&self, metrics: &[&str], start: f64, end: f64) -> anyhow::Result<Recording> {
+        let step = Duration::from_secs(1);
+        let base = self.prometheus_url();
+        let mut rec = Recording::default();
+        for name in metrics {
+            let (_, resp) = query_range(&self.client, base, name, start, end, step)
+                .await
+                .map_err(|e| anyhow::anyhow!("querying {name} from the run's Prometheus: {e}"))?;
+            for s in resp.series().unwrap_or(&[]) {
+                let pts = s.values.iter().map(|v| (v.ts, v.value)).collect();
+                rec.series.insert(s.metric.clone(), pts);
+            }
+        }
+        let (_, alerts) = query_range(
+            &self.client,
+            base,
+            "ALERTS{alertstate=\"firing\"}",
+            start,
+            end,
+            step,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("querying ALERTS from the run's Prometheus: {e}"))?;
+        rec.alerts = alert_events(alerts.series().unwrap_or(&[]), step.as_secs_f64(), end);
+        rec.webhook_failures = self.webhook_failures().await;
+        Ok(rec)
+    }
+
+    /// Failed webhook notifications, from Alertmanager's own counter.
+    async fn webhook_failures(&self) -> u64 {
+        let Ok(r) = self
+            .client
+            .get(format!("{}/metrics", self.alertmanager.url))
+            .send()
+            .await
+        else {
+            return 0;
+        };
+        let text = r.text().await.unwrap_or_default();
+        text.lines()
+            .filter(|l| {
+                l.starts_with("alertmanager_notifications_failed_total")
+                    && l.contains("integration=\"webhook\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+}
+
+/// Firing and resolved events from `ALERTS{alertstate="firing"}` sampled every `step`: a gap
+/// in a series is a resolution, a series still present at `end` is still firing. The rule's
+/// value is not in `ALERTS` (NaN).
+pub fn alert_events(series: &[Series], step: f64, end: f64) -> Vec<AlertEvent> {
+    let mut out = Vec::new();
+    for s in series {
+        let mut labels = s.metric.clone();
+        labels.remove("__name__");
+        labels.remove("alertstate");
+        let alert = labels.get("alertname").cloned().unwrap_or_default();
+        let event = |t: f64, status: &str| AlertEvent {
+            at: DateTime::from_timestamp_millis((t * 1000.0) as i64).unwrap_or_default(),
+            alert: alert.clone(),
+            status: status.into(),
+            value: f64::NAN,
+            labels: labels.clone(),
+        };
+        let mut prev: Option<f64> = None;
+        for v in &s.values {
+            match prev {
+                Some(p) if v.ts - p <= step * 1.5 => {}
+                Some(p) => {
+                    out.push(event(p + step, "resolved"));
+                    out.push(event(v.ts, "firing"));
+                }
+                None => out.push(event(v.ts, "firing")),
+            }
+            prev = Some(v.ts);
+        }
+        if let Some(p) = prev
+            && p + step * 1.5 < end
+        {
+            out.push(event(p + step, "resolved"));
+        }
+    }
+    out.sort_by(|a, b| a.at.cmp(&b.at));
+    out
+}
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://").to_string()
+}
+
+fn write(dir: &Path, file: &str, text: &str) -> anyhow::Result<()> {
+    Ok(crate::results::fsutil::write_atomic(
+        &dir.join(file),
+        text.as_bytes(),
+    )?)
+}
+
+async fn stop_all(daemons: &mut [impl std::borrow::BorrowMut<Daemon>]) {
+    for d in daemons.iter_mut() {
+        d.borrow_mut().stop().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::promjson::Sample;
+
+    #[test]
+    fn prometheus_config_points_at_this_runs_processes() {
+        let mut targets = Targets::new();
+        targets.insert("pushgateway:9091", "127.0.0.1:1001".into());
+        targets.insert("alertmanager:9093", "127.0.0.1:1002".into());
+        targets.insert("localhost:9090", "127.0.0.1:1003".into());
+        let text = prometheus_config(DEPLOY_PROMETHEUS, &targets).unwrap();
+        let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        let deployed: serde_json::Value = serde_norway::from_str(DEPLOY_PROMETHEUS).unwrap();
+        // Intervals and the rule file as deployed.
+        assert_eq!(doc["global"], deployed["global"]);
+        assert_eq!(doc["rule_files"], deployed["rule_files"]);
+        assert_eq!(
+            doc["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0],
+            "127.0.0.1:1002"
+        );
+        let jobs: Vec<(&str, &str)> = doc["scrape_configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| {
+                (
+                    j["job_name"].as_str().unwrap(),
+                    j["static_configs"][0]["targets"][0].as_str().unwrap(),
+                )
+            })
+            .collect();
+        // Swarm DNS jobs and the scaler (in-process, not scraped) are gone.
+        assert_eq!(
+            jobs,
+            [
+                ("pushgateway", "127.0.0.1:1001"),
+                ("prometheus", "127.0.0.1:1003")
+            ]
+        );
+        let pushgateway = &doc["scrape_configs"][0];
+        assert_eq!(pushgateway["honor_labels"], true);
+        assert_eq!(pushgateway["scrape_interval"], "1s");
+    }
+
+    #[test]
+    fn alertmanager_config_notifies_the_scaler_or_nobody() {
+        let url = "http://127.0.0.1:4242/alert";
+        let doc: serde_json::Value =
+            serde_norway::from_str(&alertmanager_config(DEPLOY_ALERTMANAGER, Some(url)).unwrap())
+                .unwrap();
+        let hook = &doc["receivers"][0]["webhook_configs"][0];
+        assert_eq!(hook["url"], url);
+        assert_eq!(hook["send_resolved"], true);
+        assert!(hook.get("http_config").is_none(), "no Swarm secret here");
+        assert_eq!(doc["route"]["group_wait"], "1s");
+        let quiet: serde_json::Value =
+            serde_norway::from_str(&alertmanager_config(DEPLOY_ALERTMANAGER, None).unwrap())
+                .unwrap();
+        assert!(quiet["receivers"][0].get("webhook_configs").is_none());
+        assert_eq!(quiet["route"]["receiver"], quiet["receivers"][0]["name"]);
+    }
+
+    #[test]
+    fn alert_events_from_alerts_series() {
+        let mut metric = BTreeMap::new();
+        metric.insert("__name__".to_string(), "ALERTS".to_string());
+        metric.insert("alertname".to_string(), "ThreadPoolSpike".to_string());
+        metric.insert("alertstate".to_string(), "firing".to_string());
+        metric.insert("service".to_string(), "webserver".to_string());
+        // Firing 100..=102, a gap, firing again 110 to the end (120).
+        let values = [100.0, 101.0, 102.0, 110.0, 119.0, 120.0]
+            .iter()
+            .map(|&t| Sample::new(t, 1.0))
+            .collect();
+        let events = alert_events(&[Series { metric, values }], 1.0, 120.0);
+        let got: Vec<(i64, &str)> = events
+            .iter()
+            .map(|e| (e.at.timestamp(), e.status.as_str()))
+            .collect();
+        // 110 → 119 is a gap too: resolved at 111, firing again at 119, still firing at the end.
+        assert_eq!(
+            got,
+            [
+                (100, "firing"),
+                (103, "resolved"),
+                (110, "firing"),
+                (111, "resolved"),
+                (119, "firing")
+            ]
+        );
+        assert_eq!(events[0].alert, "ThreadPoolSpike");
+        assert!(!events[0].labels.contains_key("alertstate"));
+        assert_eq!(events[0].labels["service"], "webserver");
+    }
 }

@@ -2,6 +2,8 @@
 //! loopback ports, and the rule for external binaries (fail under CI, skip loudly elsewhere).
 #![allow(dead_code)]
 
+pub mod experiment;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
