@@ -493,7 +493,7 @@ pub fn alert_events(series: &[Series], step: f64, end: f64) -> Vec<AlertEvent> {
             out.push(event(p + step, "resolved"));
         }
     }
-    out.sort_by(|a, b| a.at.cmp(&b.at));
+    out.sort_by_key(|e| e.at);
     out
 }
 
