@@ -84,7 +84,9 @@ pub enum MonitorKind {
     /// In-process sampler and rule evaluator (a PromQL subset).
     #[default]
     Embedded,
-    /// Real Prometheus, Pushgateway and Alertmanager (Debian packages) as local processes.
+    /// Real Prometheus, Pushgateway and Alertmanager as local processes on free loopback ports,
+    /// configs generated from deploy/ (Debian packages prometheus, prometheus-pushgateway,
+    /// prometheus-alertmanager).
     Prometheus,
 }
 
