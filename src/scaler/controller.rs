@@ -277,7 +277,9 @@ impl Controller {
         events.iter().cloned().collect()
     }
 
-    /// The periodic check: scale-downs that are due. Failures are logged and retried next tick.
+    /// The periodic check: scale-ups the cooldown held back and scale-downs that are due.
+    /// A failed scale-down is retried next tick, a failed held-back scale-up by the alert's
+    /// next repeat.
     pub async fn run_once(&self) -> Vec<Decision> {
         let services: Vec<(String, Arc<tokio::sync::Mutex<ServiceMemory>>)> = {
             let map = self.memories.lock().unwrap_or_else(|e| e.into_inner());
@@ -289,7 +291,7 @@ impl Controller {
             let (current, bounds) = match self.bounds(&service).await {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::warn!("scale-down check skipped: {e}");
+                    tracing::warn!("periodic check skipped: {e}");
                     continue;
                 }
             };
@@ -304,7 +306,7 @@ impl Controller {
                     self.record(&plan.decision, vec![]);
                     done.push(plan.decision);
                 }
-                Err(e) => tracing::warn!("scale-down failed, will retry: {e}"),
+                Err(e) => tracing::warn!("{}: {e}", plan.decision.reason),
             }
         }
         done

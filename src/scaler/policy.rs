@@ -69,6 +69,9 @@ pub struct ServiceMemory {
     seen: HashSet<String>,
     seen_order: VecDeque<String>,
     firing: BTreeMap<String, FiringAlert>,
+    /// New firing alerts the cooldown held back, by fingerprint: they act when it ends if
+    /// they still fire (Alertmanager would re-send them only after `repeat_interval`).
+    deferred: BTreeMap<String, Alert>,
     last_scale_up: Option<Instant>,
     /// Since when no alert has been firing (set by a resolved notification).
     quiet_since: Option<Instant>,
@@ -171,7 +174,10 @@ impl ServiceMemory {
         if let Some(t) = self.last_scale_up {
             let since = now.saturating_duration_since(t);
             if since < cfg.cooldown {
-                // Not remembered: a repeat after the cooldown may still act.
+                // Not remembered: the tick at the cooldown's end, or a repeat after it, acts.
+                for a in &new {
+                    self.deferred.insert(a.fingerprint.clone(), (*a).clone());
+                }
                 let left = (cfg.cooldown - since).as_secs_f64();
                 return none(
                     format!("{names} firing but in cooldown ({left:.1} s left)"),
@@ -250,6 +256,41 @@ impl ServiceMemory {
         }
     }
 
+    /// Once the cooldown is over: the alerts it held back that still fire (same episode) and
+    /// have not been acted on, decided as if they had just been notified.
+    fn deferred_plan(
+        &mut self,
+        service: &str,
+        current: u32,
+        bounds: Bounds,
+        cfg: &PolicyConfig,
+        now: Instant,
+    ) -> Option<Plan> {
+        if self.deferred.is_empty()
+            || self
+                .last_scale_up
+                .is_some_and(|t| now.saturating_duration_since(t) < cfg.cooldown)
+        {
+            return None;
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        let still: Vec<&Alert> = deferred
+            .values()
+            .filter(|a| {
+                self.firing
+                    .get(&a.fingerprint)
+                    .is_some_and(|f| f.starts_at == a.starts_at)
+                    && !self.seen.contains(&a.key())
+            })
+            .collect();
+        if still.is_empty() {
+            return None;
+        }
+        let mut plan = self.plan(service, &still, current, bounds, cfg, now);
+        plan.decision.reason = format!("after the cooldown, still {}", plan.decision.reason);
+        Some(plan)
+    }
+
     /// The periodic check: step down once nothing has fired for the scale-down delay.
     /// After each step the delay starts again, so a service steps down gradually.
     pub fn tick(
@@ -260,6 +301,9 @@ impl ServiceMemory {
         cfg: &PolicyConfig,
         now: Instant,
     ) -> Option<Plan> {
+        if let Some(plan) = self.deferred_plan(service, current, bounds, cfg, now) {
+            return Some(plan);
+        }
         if !cfg.scale_down || !self.firing.is_empty() {
             return None;
         }
@@ -406,6 +450,30 @@ mod tests {
                 (5, Ev::Notify(vec![("firing", "b", T1, "45")]), None, 2),
                 // Not remembered during cooldown, so its repeat after the cooldown scales.
                 (16, Ev::Notify(vec![("firing", "b", T1, "45")]), ScaleUp, 3),
+            ],
+        );
+    }
+
+    #[test]
+    fn an_alert_held_by_the_cooldown_acts_when_it_ends_if_still_firing() {
+        use Action::*;
+        run(
+            cfg(PolicyKind::Step),
+            1,
+            vec![
+                (0, Ev::Notify(vec![("firing", "a", T1, "30")]), ScaleUp, 2),
+                (5, Ev::Notify(vec![("firing", "b", T1, "45")]), None, 2),
+                (14, Ev::Tick, None, 2),
+                // The cooldown is over and b still fires: one step, once.
+                (15, Ev::Tick, ScaleUp, 3),
+                (16, Ev::Tick, None, 3),
+                // Its repeat is now a duplicate.
+                (40, Ev::Notify(vec![("firing", "b", T1, "45")]), None, 3),
+                // Held back, then resolved before the cooldown ends: nothing.
+                (50, Ev::Notify(vec![("firing", "c", T1, "45")]), ScaleUp, 4),
+                (52, Ev::Notify(vec![("firing", "d", T1, "45")]), None, 4),
+                (53, Ev::Notify(vec![("resolved", "d", T1, "45")]), None, 4),
+                (70, Ev::Tick, None, 4),
             ],
         );
     }
