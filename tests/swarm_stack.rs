@@ -133,17 +133,13 @@ impl Drop for Cleanup {
 }
 
 /// Swarm's routing mesh and its service VIPs are IPVS: without the kernel's ip_vs module they
-/// cannot work. On such a kernel (this VM's has none) the test deploys the same stack with
-/// `endpoint_mode: dnsrr` everywhere, the single-replica services published in host mode, and
-/// the workload reached from inside the overlay network; with IPVS, the file as it is.
+/// cannot work. On such a kernel (this VM's has none) the test deploys the same stack in the
+/// experiment runner's dnsrr/host-port variant (`experiment::swarm::use_dnsrr`) and reaches the
+/// workload from inside the overlay network; with IPVS, the file as it is.
 fn stack_file_for_this_kernel(root: &str, stack: &str) -> std::path::PathBuf {
+    use starvation::experiment::swarm::{kernel_has_ipvs, use_dnsrr};
     let original = std::path::Path::new(root).join("deploy/docker-compose.yml");
-    let ipvs = std::path::Path::new("/proc/net/ip_vs").exists()
-        || Command::new("modprobe")
-            .arg("ip_vs")
-            .status()
-            .is_ok_and(|s| s.success());
-    if ipvs {
+    if kernel_has_ipvs() {
         return original;
     }
     eprintln!(
@@ -156,33 +152,8 @@ fn stack_file_for_this_kernel(root: &str, stack: &str) -> std::path::PathBuf {
     );
     let text = std::fs::read_to_string(&original).unwrap();
     let mut doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
-    let services = doc["services"].as_object_mut().unwrap();
-    services.remove("grafana");
-    for (name, svc) in services.iter_mut() {
-        let svc = svc.as_object_mut().unwrap();
-        svc.entry("deploy").or_insert(serde_json::json!({}))["endpoint_mode"] = "dnsrr".into();
-        let Some(ports) = svc.remove("ports") else {
-            continue;
-        };
-        if name == "webserver" {
-            continue; // several replicas on one node cannot share a host port
-        }
-        let host_mode: Vec<serde_json::Value> = ports
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                let (published, target) = p.as_str().unwrap().split_once(':').unwrap();
-                serde_json::json!({
-                    "target": target.parse::<u16>().unwrap(),
-                    "published": published.parse::<u16>().unwrap(),
-                    "protocol": "tcp",
-                    "mode": "host",
-                })
-            })
-            .collect();
-        svc.insert("ports".into(), host_mode.into());
-    }
+    doc["services"].as_object_mut().unwrap().remove("grafana");
+    use_dnsrr(&mut doc).unwrap();
     // Beside the original, so its relative config paths still resolve.
     let variant = std::path::Path::new(root).join(format!("deploy/.{stack}-dnsrr.yml"));
     std::fs::write(&variant, serde_norway::to_string(&doc).unwrap()).unwrap();
