@@ -9,53 +9,12 @@
 
 mod common;
 
+use common::{docker, docker_ok};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TEST: &str = "swarm_stack";
-
-fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("running docker");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let (ok, text) = docker(args);
-    assert!(ok, "docker {}: {text}", args.join(" "));
-    text
-}
-
-/// The swarm, or None (skipped loudly; a failure under STARVATION_REQUIRE_EXTERNAL=1).
-fn swarm_or_skip() -> Option<String> {
-    common::external("docker", "docker.io", TEST)?;
-    let (ok, state) = docker(&[
-        "info",
-        "--format",
-        "{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}",
-    ]);
-    let mut parts = state.split_whitespace();
-    let why = match (ok, parts.next(), parts.next()) {
-        (true, Some("active"), Some(node)) => return Some(node.to_owned()),
-        (false, ..) => format!("no Docker Engine: {state}"),
-        _ => {
-            format!("not in a swarm ({state}): run `docker swarm init --advertise-addr 127.0.0.1`")
-        }
-    };
-    if std::env::var("STARVATION_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-        panic!("{TEST}: {why} (STARVATION_REQUIRE_EXTERNAL=1 forbids skipping)");
-    }
-    eprintln!("\n*** SKIPPED {TEST}: {why} ***\n");
-    None
-}
 
 /// Removes what the test made, also when it fails: the stack (and waits for its tasks,
 /// networks and configs to go), the secret and the node label if the test added them, the images.
@@ -120,14 +79,8 @@ impl Drop for Cleanup {
         if self.label_added {
             docker(&["node", "update", "--label-rm", "role", &self.node]);
         }
-        for image in [
-            "starvation",
-            "starvation/prometheus",
-            "starvation/pushgateway",
-            "starvation/alertmanager",
-            "starvation/node-exporter",
-        ] {
-            docker(&["image", "rm", "-f", &format!("{image}:{}", self.tag)]);
+        for image in common::stack_images(&self.tag) {
+            docker(&["image", "rm", "-f", &image]);
         }
     }
 }
@@ -215,7 +168,7 @@ fn url_escape(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
-    let Some(node) = swarm_or_skip() else {
+    let Some(node) = common::swarm_or_skip(TEST) else {
         return;
     };
     let root = env!("CARGO_MANIFEST_DIR");
@@ -270,19 +223,7 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
     }
 
     // Every image from scratch, nothing pulled.
-    let started = Instant::now();
-    let status = Command::new(format!("{root}/deploy/build-images.sh"))
-        .args([
-            "--profile",
-            "dev",
-            "--tag",
-            &format!("starvation:{tag}"),
-            "--all",
-        ])
-        .current_dir(root)
-        .status()
-        .unwrap();
-    assert!(status.success(), "deploy/build-images.sh --all failed");
+    common::build_stack_images(&tag);
     let sizes = docker_ok(&[
         "image",
         "ls",
@@ -293,10 +234,7 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
         .lines()
         .filter(|l| l.contains(&format!(":{tag} ")))
         .collect();
-    eprintln!(
-        "images built in {:.0} s: {sizes:?}",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("image sizes: {sizes:?}");
     assert_eq!(sizes.len(), 5, "{sizes:?}");
 
     let stack_file = stack_file_for_this_kernel(root, &stack);

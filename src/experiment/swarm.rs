@@ -854,24 +854,38 @@ async fn docker_logs_stdout(container: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The export's query list over the load, 1 s step. `Scale event` only where the scaler
-/// counted a scale action (its `/metrics` also exposes the counter at 0, which is no event).
-async fn export(
-    prometheus: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    dir: &Path,
-) -> anyhow::Result<()> {
-    let specs: Vec<m::MetricSpec> = m::METRICS
+/// The export's query list adapted to the stack's Prometheus: the replicas' gauges as pushed
+/// (`job="webserver"`, the paper's path; Prometheus also scrapes every replica directly, under
+/// `job="webserver_direct"`, and the sum would count each replica twice), and `Scale event`
+/// only where the scaler counted a scale action (its `/metrics` shows the counter at 0 too).
+static STACK_SPECS: std::sync::LazyLock<Vec<m::MetricSpec>> = std::sync::LazyLock::new(|| {
+    m::METRICS
         .iter()
         .map(|s| match s.kind {
             m::Kind::ScaleEvent => m::MetricSpec {
                 query: "max without(instance) (alert_endpoint_call) > 0",
                 ..*s
             },
+            m::Kind::Gauge if s.query.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+                m::MetricSpec {
+                    // Built once per process (MetricSpec holds &'static str).
+                    query: String::leak(format!("{}{{job=\"webserver\"}}", s.query)),
+                    ..*s
+                }
+            }
             _ => *s,
         })
-        .collect();
+        .collect()
+});
+
+/// The export's query list ([`STACK_SPECS`]) over the load, 1 s step.
+async fn export(
+    prometheus: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let specs = &*STACK_SPECS;
     let req = crate::results::export::ExportRequest {
         prometheus: prometheus.to_string(),
         // Whole seconds around the load, so the 1 s steps cover all of it.
@@ -882,7 +896,7 @@ async fn export(
         out: dir.to_path_buf(),
         timeout: Duration::from_secs(30),
     };
-    let report = crate::results::export::export_specs(&req, &specs).await?;
+    let report = crate::results::export::export_specs(&req, specs).await?;
     anyhow::ensure!(
         report.ok(),
         "exporting from the stack's Prometheus ({prometheus}): {}",
@@ -893,8 +907,10 @@ async fn export(
             .collect::<Vec<_>>()
             .join("; ")
     );
-    // An empty export is not an error (the figures show a gap) but must not go unnoticed.
-    for spec in m::METRICS.iter().filter(|s| s.kind != m::Kind::ScaleEvent) {
+    // An empty gauge is not an error (the figures show a gap) but must not go unnoticed. (An
+    // empty counter is a count of zero: k6 sends no `expected_response="false"` series either
+    // when nothing failed.)
+    for spec in specs.iter().filter(|s| s.kind == m::Kind::Gauge) {
         let path = dir.join(spec.json_file());
         if crate::results::promjson::read_export(&path).is_ok_and(|r| r.is_empty()) {
             tracing::warn!(
@@ -1045,6 +1061,23 @@ mod tests {
         );
         let baseline = stack_for_run(&st, Role::Baseline, dir, false).unwrap();
         assert!(baseline["services"].get("alertapi").is_none());
+    }
+
+    #[test]
+    fn stack_exports_count_each_replica_once() {
+        let q = |name: &str| {
+            STACK_SPECS
+                .iter()
+                .find(|s| s.readable == name)
+                .unwrap()
+                .query
+        };
+        assert_eq!(
+            q(m::QUEUE_LENGTH),
+            "system_runtime_threadpool_queue_length{job=\"webserver\"}"
+        );
+        assert_eq!(q(m::NODE_CPU), m::spec(m::NODE_CPU).query);
+        assert!(q(m::SCALE_EVENT).ends_with("> 0"));
     }
 
     #[test]
