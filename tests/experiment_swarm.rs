@@ -88,8 +88,14 @@ fn a_pair_on_a_real_swarm() {
     let started = Instant::now();
     let child = Command::new(starvation_bin())
         .args(["experiment", "--backend", "swarm", "--runs", "1"])
-        .args(["--swarm-tag", &tag, "--profile"])
-        .args([&profile, &out])
+        .args([
+            "--swarm-tag",
+            &tag,
+            "--profile",
+            path(&profile),
+            "--out",
+            path(&out),
+        ])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())

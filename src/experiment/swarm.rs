@@ -650,14 +650,19 @@ pub async fn run_one(
     let res = deploy_and_measure(st, pair, role, dir, cancel, bar, label, &mut dep).await;
     bar.set_message(format!("{label}: removing stack {}", dep.stack));
     let removed = dep.teardown().await;
+    // Ctrl-C also reaches a docker CLI running at that moment, so whatever failed then is the
+    // interruption.
+    if cancel.is_cancelled() {
+        if let Err(t) = removed {
+            tracing::error!("{t:#}");
+        }
+        return Err(crate::Interrupted.into());
+    }
     let meta = match (res, removed) {
         (Ok(meta), Ok(())) => meta,
         (Err(e), Err(t)) => return Err(e.context(format!("and then: {t:#}"))),
         (Err(e), Ok(())) | (Ok(_), Err(e)) => return Err(e),
     };
-    if cancel.is_cancelled() {
-        return Err(crate::Interrupted.into());
-    }
     // Written last: a run folder with run.json is a finished run.
     meta.write(dir)?;
     Ok(())
