@@ -118,16 +118,31 @@ fn unsupported_rules_are_refused_before_anything_starts() {
     );
 }
 
+/// The swarm backend checks before it creates anything: a wrong monitor, or (on any machine)
+/// missing images, no Swarm or no Docker, each with what to do.
 #[test]
-fn unimplemented_backends_say_so() {
-    let o = Command::new(starvation_bin())
-        .args(["experiment", "--backend", "swarm"])
-        .args(["--out", "/nonexistent/never-created"])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("not yet implemented in this build"), "{err}");
+fn swarm_backend_refuses_what_cannot_run_before_creating_anything() {
+    let run = |args: &[&str]| {
+        let o = Command::new(starvation_bin())
+            .arg("experiment")
+            .args(args)
+            .args(["--out", "/nonexistent/never-created"])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = run(&["--backend", "swarm", "--monitor", "embedded"]);
+    assert!(err.contains("drop --monitor"), "{err}");
+    let err = run(&["--backend", "swarm", "--swarm-tag", "no-such-tag-42"]);
+    assert!(
+        err.contains("deploy/build-images.sh --all --tag starvation:no-such-tag-42")
+            || err.contains("docker swarm init")
+            || err.contains("Docker Engine")
+            || err.contains("docker CLI"),
+        "{err}"
+    );
+    assert!(!Path::new("/nonexistent/never-created").exists());
 }
 
 #[test]

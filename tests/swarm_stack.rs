@@ -9,53 +9,12 @@
 
 mod common;
 
+use common::{docker, docker_ok};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TEST: &str = "swarm_stack";
-
-fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("running docker");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let (ok, text) = docker(args);
-    assert!(ok, "docker {}: {text}", args.join(" "));
-    text
-}
-
-/// The swarm, or None (skipped loudly; a failure under STARVATION_REQUIRE_EXTERNAL=1).
-fn swarm_or_skip() -> Option<String> {
-    common::external("docker", "docker.io", TEST)?;
-    let (ok, state) = docker(&[
-        "info",
-        "--format",
-        "{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}",
-    ]);
-    let mut parts = state.split_whitespace();
-    let why = match (ok, parts.next(), parts.next()) {
-        (true, Some("active"), Some(node)) => return Some(node.to_owned()),
-        (false, ..) => format!("no Docker Engine: {state}"),
-        _ => {
-            format!("not in a swarm ({state}): run `docker swarm init --advertise-addr 127.0.0.1`")
-        }
-    };
-    if std::env::var("STARVATION_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-        panic!("{TEST}: {why} (STARVATION_REQUIRE_EXTERNAL=1 forbids skipping)");
-    }
-    eprintln!("\n*** SKIPPED {TEST}: {why} ***\n");
-    None
-}
 
 /// Removes what the test made, also when it fails: the stack (and waits for its tasks,
 /// networks and configs to go), the secret and the node label if the test added them, the images.
@@ -120,30 +79,20 @@ impl Drop for Cleanup {
         if self.label_added {
             docker(&["node", "update", "--label-rm", "role", &self.node]);
         }
-        for image in [
-            "starvation",
-            "starvation/prometheus",
-            "starvation/pushgateway",
-            "starvation/alertmanager",
-            "starvation/node-exporter",
-        ] {
-            docker(&["image", "rm", "-f", &format!("{image}:{}", self.tag)]);
+        for image in common::stack_images(&self.tag) {
+            docker(&["image", "rm", "-f", &image]);
         }
     }
 }
 
 /// Swarm's routing mesh and its service VIPs are IPVS: without the kernel's ip_vs module they
-/// cannot work. On such a kernel (this VM's has none) the test deploys the same stack with
-/// `endpoint_mode: dnsrr` everywhere, the single-replica services published in host mode, and
-/// the workload reached from inside the overlay network; with IPVS, the file as it is.
+/// cannot work. On such a kernel (this VM's has none) the test deploys the same stack in the
+/// experiment runner's dnsrr/host-port variant (`experiment::swarm::use_dnsrr`) and reaches the
+/// workload from inside the overlay network; with IPVS, the file as it is.
 fn stack_file_for_this_kernel(root: &str, stack: &str) -> std::path::PathBuf {
+    use starvation::experiment::swarm::{kernel_has_ipvs, use_dnsrr};
     let original = std::path::Path::new(root).join("deploy/docker-compose.yml");
-    let ipvs = std::path::Path::new("/proc/net/ip_vs").exists()
-        || Command::new("modprobe")
-            .arg("ip_vs")
-            .status()
-            .is_ok_and(|s| s.success());
-    if ipvs {
+    if kernel_has_ipvs() {
         return original;
     }
     eprintln!(
@@ -156,33 +105,8 @@ fn stack_file_for_this_kernel(root: &str, stack: &str) -> std::path::PathBuf {
     );
     let text = std::fs::read_to_string(&original).unwrap();
     let mut doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
-    let services = doc["services"].as_object_mut().unwrap();
-    services.remove("grafana");
-    for (name, svc) in services.iter_mut() {
-        let svc = svc.as_object_mut().unwrap();
-        svc.entry("deploy").or_insert(serde_json::json!({}))["endpoint_mode"] = "dnsrr".into();
-        let Some(ports) = svc.remove("ports") else {
-            continue;
-        };
-        if name == "webserver" {
-            continue; // several replicas on one node cannot share a host port
-        }
-        let host_mode: Vec<serde_json::Value> = ports
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                let (published, target) = p.as_str().unwrap().split_once(':').unwrap();
-                serde_json::json!({
-                    "target": target.parse::<u16>().unwrap(),
-                    "published": published.parse::<u16>().unwrap(),
-                    "protocol": "tcp",
-                    "mode": "host",
-                })
-            })
-            .collect();
-        svc.insert("ports".into(), host_mode.into());
-    }
+    doc["services"].as_object_mut().unwrap().remove("grafana");
+    use_dnsrr(&mut doc).unwrap();
     // Beside the original, so its relative config paths still resolve.
     let variant = std::path::Path::new(root).join(format!("deploy/.{stack}-dnsrr.yml"));
     std::fs::write(&variant, serde_norway::to_string(&doc).unwrap()).unwrap();
@@ -244,7 +168,7 @@ fn url_escape(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
-    let Some(node) = swarm_or_skip() else {
+    let Some(node) = common::swarm_or_skip(TEST) else {
         return;
     };
     let root = env!("CARGO_MANIFEST_DIR");
@@ -299,19 +223,7 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
     }
 
     // Every image from scratch, nothing pulled.
-    let started = Instant::now();
-    let status = Command::new(format!("{root}/deploy/build-images.sh"))
-        .args([
-            "--profile",
-            "dev",
-            "--tag",
-            &format!("starvation:{tag}"),
-            "--all",
-        ])
-        .current_dir(root)
-        .status()
-        .unwrap();
-    assert!(status.success(), "deploy/build-images.sh --all failed");
+    common::build_stack_images(&tag);
     let sizes = docker_ok(&[
         "image",
         "ls",
@@ -322,10 +234,7 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
         .lines()
         .filter(|l| l.contains(&format!(":{tag} ")))
         .collect();
-    eprintln!(
-        "images built in {:.0} s: {sizes:?}",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("image sizes: {sizes:?}");
     assert_eq!(sizes.len(), 5, "{sizes:?}");
 
     let stack_file = stack_file_for_this_kernel(root, &stack);

@@ -116,6 +116,8 @@ pub struct Opts {
     /// Continue an interrupted experiment in --out: finished runs are kept.
     #[arg(long)]
     pub resume: bool,
+    #[command(flatten)]
+    pub swarm: swarm::SwarmOpts,
 }
 
 /// The experiment's plan, saved in `experiment.json`.
@@ -132,6 +134,8 @@ pub struct State {
     pub backend: BackendKind,
     #[serde(default)]
     pub monitor: MonitorKind,
+    #[serde(default)]
+    pub swarm: swarm::SwarmOpts,
 }
 
 const STATE_FORMAT: &str = "starvation-experiment/1";
@@ -200,6 +204,10 @@ fn prepare(opts: &Opts) -> anyhow::Result<State> {
         if st.monitor == MonitorKind::Embedded {
             monitor::parse_rules(&st.rules)?;
         }
+        st.swarm = st.swarm.resumed(&opts.swarm);
+        if st.backend == BackendKind::Swarm {
+            swarm::preflight(&st.swarm)?;
+        }
         return Ok(st);
     }
     if opts.out.join(STATE_FILE).exists() || opts.out.join("runs").exists() {
@@ -229,7 +237,7 @@ fn prepare(opts: &Opts) -> anyhow::Result<State> {
         }
         (BackendKind::Swarm, _) => {
             monitor::prometheus::check_rules(&rules)?;
-            swarm::preflight()?;
+            swarm::preflight(&opts.swarm)?;
         }
     }
     let runs = opts.runs.unwrap_or(1);
@@ -242,6 +250,7 @@ fn prepare(opts: &Opts) -> anyhow::Result<State> {
         started: Utc::now(),
         backend,
         monitor: monitor_kind,
+        swarm: opts.swarm.clone(),
     };
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("--out {}: cannot create it", opts.out.display()))?;

@@ -319,3 +319,78 @@ pub async fn instances_serving(listen: &str, want: usize) -> std::collections::B
     }
     seen
 }
+
+/// `docker ARGS`: (success, stdout + stderr).
+pub fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("running docker");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// [`docker`], failing the test when the command fails.
+pub fn docker_ok(args: &[&str]) -> String {
+    let (ok, text) = docker(args);
+    assert!(ok, "docker {}: {text}", args.join(" "));
+    text
+}
+
+/// This node's id in an active Swarm, or None: skipped loudly, or a failure under
+/// STARVATION_REQUIRE_EXTERNAL=1.
+pub fn swarm_or_skip(test: &str) -> Option<String> {
+    external("docker", "docker.io", test)?;
+    let (ok, state) = docker(&[
+        "info",
+        "--format",
+        "{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}",
+    ]);
+    let mut parts = state.split_whitespace();
+    let why = match (ok, parts.next(), parts.next()) {
+        (true, Some("active"), Some(node)) => return Some(node.to_owned()),
+        (false, ..) => format!("no Docker Engine: {state}"),
+        _ => {
+            format!("not in a swarm ({state}): run `docker swarm init --advertise-addr 127.0.0.1`")
+        }
+    };
+    if std::env::var("STARVATION_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
+        panic!("{test}: {why} (STARVATION_REQUIRE_EXTERNAL=1 forbids skipping)");
+    }
+    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
+    None
+}
+
+/// The five images of the stack, tagged `tag`.
+pub fn stack_images(tag: &str) -> Vec<String> {
+    starvation::experiment::swarm::IMAGES
+        .iter()
+        .map(|i| format!("{i}:{tag}"))
+        .collect()
+}
+
+/// Builds every image of the stack from scratch with `deploy/build-images.sh --all` (incremental).
+pub fn build_stack_images(tag: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let started = Instant::now();
+    let status = Command::new(format!("{root}/deploy/build-images.sh"))
+        .args([
+            "--profile",
+            "dev",
+            "--tag",
+            &format!("starvation:{tag}"),
+            "--all",
+        ])
+        .current_dir(root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "deploy/build-images.sh --all failed");
+    for image in stack_images(tag) {
+        docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    }
+    eprintln!("images built in {:.0} s", started.elapsed().as_secs_f64());
+}
