@@ -26,7 +26,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListServicesOptions,
-    ListTasksOptions, LogsOptions, RemoveImageOptions, UpdateServiceOptions,
+    ListTasksOptions, LogsOptions, RemoveImageOptions,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -397,7 +397,10 @@ struct OutOfBand {
 }
 
 impl ServiceApi for OutOfBand {
-    fn inspect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Service, ApiError>> {
+    fn inspect<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<serde_json::Value, ApiError>> {
         self.inner.inspect(service)
     }
 
@@ -405,24 +408,16 @@ impl ServiceApi for OutOfBand {
         &'a self,
         service_id: &'a str,
         version: u64,
-        spec: ServiceSpec,
+        spec: serde_json::Value,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
             if self.armed.swap(false, Ordering::SeqCst) {
-                let docker = self.inner.docker();
-                let current = docker.inspect_service(service_id, None).await.unwrap();
-                let index = current.version.unwrap().index.unwrap();
-                let mut other = current.spec.unwrap();
-                other
-                    .labels
-                    .get_or_insert_with(HashMap::new)
-                    .insert("starvation.test.out-of-band".into(), "1".into());
-                let options = UpdateServiceOptions {
-                    version: i32::try_from(index).unwrap(),
-                    ..Default::default()
-                };
-                docker
-                    .update_service(service_id, other, options, None)
+                let current = self.inner.inspect(service_id).await.unwrap();
+                let index = current["Version"]["Index"].as_u64().unwrap();
+                let mut other = current["Spec"].clone();
+                other["Labels"]["starvation.test.out-of-band"] = "1".into();
+                self.inner
+                    .update(service_id, index, other)
                     .await
                     .expect("out-of-band update");
             }
@@ -508,6 +503,52 @@ async fn swarm_scale_retry_and_global_refusal() {
         .create_service(web_spec(&web, &image_ref, &net, replicated(1)), None)
         .await
         .expect("creating the service");
+    // A healthcheck, set the way the Engine names it (bollard's models misname it, so they
+    // could neither create it nor send it back): scaling must keep it and restart nothing.
+    // (Exec form: the image has no shell for the CLI's --health-cmd.)
+    let api = EngineApi::connect().await.unwrap();
+    let current = api.inspect(&web).await.unwrap();
+    let mut spec = current["Spec"].clone();
+    spec["TaskTemplate"]["ContainerSpec"]["Healthcheck"] = serde_json::json!({
+        "Test": ["CMD", "/starvation", "probe", "http://127.0.0.1:5000/healthz"],
+        "Interval": 2_000_000_000u64,
+        "Timeout": 2_000_000_000u64,
+        "Retries": 3,
+    });
+    api.update(
+        current["ID"].as_str().unwrap(),
+        current["Version"]["Index"].as_u64().unwrap(),
+        spec,
+    )
+    .await
+    .expect("adding a healthcheck");
+    let running_tasks = || {
+        let out = common::docker_ok(&[
+            "service",
+            "ps",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.ID}}",
+            &web,
+        ]);
+        out.lines().map(String::from).collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let first_task = loop {
+        let tasks = running_tasks();
+        let settled = raw_inspect(&web, ".UpdateStatus.State")
+            .as_str()
+            .is_none_or(|s| s == "completed");
+        if tasks.len() == 1 && settled {
+            break tasks[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the healthcheck update never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     wait_running(&docker, &web, 1, Duration::from_secs(60)).await;
 
     let orch = SwarmOrchestrator::connect().await.unwrap();
@@ -539,6 +580,12 @@ async fn swarm_scale_retry_and_global_refusal() {
     assert_eq!(
         before, after,
         "scaling changed more than Mode.Replicated.Replicas"
+    );
+    assert!(before["TaskTemplate"]["ContainerSpec"]["Healthcheck"].is_object());
+    assert!(
+        running_tasks().contains(&first_task),
+        "scaling restarted the running task {first_task}: {:?}",
+        running_tasks()
     );
     assert_eq!(orch.status(&web).await.unwrap().replicas, 2);
 

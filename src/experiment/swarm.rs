@@ -294,12 +294,6 @@ fn stack_for_run(st: &State, role: Role, dir: &Path, ipvs: bool) -> anyhow::Resu
     ]);
     serve.extend(p.serve_args.iter().cloned());
     svc["webserver"]["command"] = json!(serve);
-    // Without its healthcheck: the scaler's Engine API client (bollard) reads the service's
-    // `Healthcheck` as `HealthCheck`, so every scale sends a spec without it and Swarm replaces
-    // every running replica (rolling update) - a restart in the middle of the measurement.
-    if let Some(web) = svc["webserver"].as_object_mut() {
-        web.remove("healthcheck");
-    }
     let deploy = &mut svc["webserver"]["deploy"];
     deploy["replicas"] = json!(p.initial_replicas);
     deploy["labels"]["starvation.min"] = json!(p.initial_replicas.to_string());
@@ -1060,7 +1054,8 @@ mod tests {
             assert!(alertapi.contains(flag), "{alertapi}");
         }
         assert!(scaled["services"].get("grafana").is_none());
-        assert!(web.get("healthcheck").is_none());
+        // The healthcheck stays: the scaler sends the spec back as the Engine's JSON.
+        assert!(web.get("healthcheck").is_some());
         assert_eq!(
             scaled["configs"]["alert_rules_yml"]["file"],
             "/x/stack/alert_rules.yml"

@@ -6,6 +6,11 @@
 //! `Version.Index`. When someone else updated the service in between, the Engine answers
 //! "update out of sequence"; then re-inspect and try again, a bounded number of times.
 //!
+//! The spec makes that round trip as the Engine's raw JSON, never through bollard's models:
+//! they drop what they do not know or misname (bollard-stubs 1.53 calls the container spec's
+//! `Healthcheck` `HealthCheck`), and a spec sent back without its healthcheck makes Swarm
+//! restart every task on each scale. bollard serves the read-only calls.
+//!
 //! The Engine calls sit behind [`ServiceApi`] so the retry and spec-mutation logic is tested
 //! with a scripted fake, and so an integration test can inject an out-of-band update between
 //! the inspect and the update.
@@ -16,8 +21,9 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{Service, ServiceSpec};
-use bollard::query_parameters::{ListServicesOptions, UpdateServiceOptions};
+use bollard::query_parameters::ListServicesOptions;
 use futures::future::BoxFuture;
+use serde_json::Value;
 
 use super::{BoundsOverride, Orchestrator, OrchestratorError, ServiceStatus};
 
@@ -57,15 +63,15 @@ impl From<bollard::errors::Error> for ApiError {
 
 /// The Engine API calls the Swarm orchestrator makes. [`EngineApi`] is the real one.
 pub trait ServiceApi: Send + Sync + 'static {
-    /// `GET /services/{id or name}`.
-    fn inspect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Service, ApiError>>;
+    /// `GET /services/{id or name}`: the service object exactly as the Engine sent it.
+    fn inspect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Value, ApiError>>;
 
-    /// `POST /services/{id}/update?version={version}` with the whole spec.
+    /// `POST /services/{id}/update?version={version}` with the whole spec, as raw JSON.
     fn update<'a>(
         &'a self,
         service_id: &'a str,
         version: u64,
-        spec: ServiceSpec,
+        spec: Value,
     ) -> BoxFuture<'a, Result<(), ApiError>>;
 
     /// `GET /services?filters={"label":[label]}`; `label` is `key` or `key=value`.
@@ -78,7 +84,7 @@ pub trait ServiceApi: Send + Sync + 'static {
 
 /// Shared APIs: keep an `Arc` to a fake (or a wrapper) and give the orchestrator a clone.
 impl<T: ServiceApi + ?Sized> ServiceApi for Arc<T> {
-    fn inspect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Service, ApiError>> {
+    fn inspect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Value, ApiError>> {
         (**self).inspect(service)
     }
 
@@ -86,7 +92,7 @@ impl<T: ServiceApi + ?Sized> ServiceApi for Arc<T> {
         &'a self,
         service_id: &'a str,
         version: u64,
-        spec: ServiceSpec,
+        spec: Value,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         (**self).update(service_id, version, spec)
     }
@@ -108,6 +114,10 @@ impl<T: ServiceApi + ?Sized> ServiceApi for Arc<T> {
 pub struct EngineApi {
     docker: Docker,
     endpoint: String,
+    /// For the raw JSON calls: a client bound to the socket (or TCP host) and the versioned
+    /// base URL, `http://docker/v1.41`.
+    raw: reqwest::Client,
+    raw_base: String,
 }
 
 impl EngineApi {
@@ -116,47 +126,99 @@ impl EngineApi {
     pub async fn connect() -> Result<EngineApi, OrchestratorError> {
         let endpoint = std::env::var("DOCKER_HOST")
             .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+        let fail = |e: &dyn std::fmt::Display| {
+            OrchestratorError::Backend(format!("Docker at {endpoint}: {e}"))
+        };
         let docker = Docker::connect_with_defaults()
-            .map_err(|e| OrchestratorError::Backend(format!("Docker at {endpoint}: {e}")))?
+            .map_err(|e| fail(&e))?
             .negotiate_version()
             .await
-            .map_err(|e| OrchestratorError::Backend(format!("Docker at {endpoint}: {e}")))?;
-        Ok(EngineApi { docker, endpoint })
+            .map_err(|e| fail(&e))?;
+        let (builder, host) = if let Some(path) = endpoint.strip_prefix("unix://") {
+            (
+                reqwest::Client::builder().unix_socket(path),
+                "docker".to_string(),
+            )
+        } else if let Some(addr) = endpoint.strip_prefix("tcp://") {
+            (reqwest::Client::builder(), addr.to_string())
+        } else {
+            return Err(fail(
+                &"only unix:// and tcp:// (plain HTTP) DOCKER_HOST are supported",
+            ));
+        };
+        let raw = builder
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| fail(&e))?;
+        let v = docker.client_version();
+        let raw_base = format!("http://{host}/v{}.{}", v.major_version, v.minor_version);
+        Ok(EngineApi {
+            docker,
+            endpoint,
+            raw,
+            raw_base,
+        })
     }
 
     /// The bollard client, for callers that need more of the API (tests, deploy).
     pub fn docker(&self) -> &Docker {
         &self.docker
     }
+
+    /// Send a request; a JSON answer on success, else the Engine's `message` as an error.
+    async fn raw_call(&self, req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ApiError::Other(format!("{} unreachable: {e}", self.endpoint)))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ApiError::Other(format!("reading the Engine's answer: {e}")))?;
+        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(json);
+        }
+        let message = json["message"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        Err(match status.as_u16() {
+            404 => ApiError::NotFound,
+            _ if message.contains("update out of sequence") => ApiError::OutOfSequence(message),
+            code => ApiError::Other(format!("HTTP {code}: {message}")),
+        })
+    }
 }
 
 impl ServiceApi for EngineApi {
-    fn inspect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Service, ApiError>> {
-        Box::pin(async move { Ok(self.docker.inspect_service(service, None).await?) })
+    fn inspect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let url = format!("{}/services/{}", self.raw_base, url_segment(service));
+            self.raw_call(self.raw.get(url)).await
+        })
     }
 
     fn update<'a>(
         &'a self,
         service_id: &'a str,
         version: u64,
-        spec: ServiceSpec,
+        spec: Value,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
-            // The Engine's version is a uint64; the generated query parameter is an i32.
-            let version = i32::try_from(version).map_err(|_| {
-                ApiError::Other(format!(
-                    "service version {version} does not fit the API client's version parameter"
-                ))
-            })?;
-            let options = UpdateServiceOptions {
-                version,
-                ..Default::default()
-            };
-            let response = self
-                .docker
-                .update_service(service_id, spec, options, None)
-                .await?;
-            for warning in response.warnings.unwrap_or_default() {
+            let url = format!(
+                "{}/services/{}/update",
+                self.raw_base,
+                url_segment(service_id)
+            );
+            let req = self
+                .raw
+                .post(url)
+                .query(&[("version", version)])
+                .json(&spec);
+            let answer = self.raw_call(req).await?;
+            for warning in answer["Warnings"].as_array().into_iter().flatten() {
                 tracing::warn!(service = service_id, "Docker: {warning}");
             }
             Ok(())
@@ -182,6 +244,11 @@ impl ServiceApi for EngineApi {
     fn endpoint(&self) -> String {
         self.endpoint.clone()
     }
+}
+
+/// A service name or ID as one URL path segment.
+fn url_segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// How scaling retries an update that lost a race with another writer.
@@ -248,16 +315,16 @@ impl SwarmOrchestrator {
                 .inspect(service)
                 .await
                 .map_err(|e| api_err(service, e))?;
-            let id = inspected.id.clone().unwrap_or_else(|| service.to_string());
-            let version = inspected
-                .version
-                .as_ref()
-                .and_then(|v| v.index)
+            let id = inspected["ID"].as_str().unwrap_or(service).to_string();
+            let version = inspected["Version"]["Index"]
+                .as_u64()
                 .ok_or_else(|| backend(service, "the Engine returned no Version.Index"))?;
             let mut spec = inspected
-                .spec
+                .get("Spec")
+                .filter(|s| s.is_object())
+                .cloned()
                 .ok_or_else(|| backend(service, "the Engine returned no Spec"))?;
-            let current = replicas_in(service, &spec)?;
+            let current = replicas_in(service, &typed_spec(service, &spec)?)?;
             if current == replicas {
                 tracing::debug!(service, replicas, "already at the desired replicas");
                 return Ok(());
@@ -284,6 +351,12 @@ impl SwarmOrchestrator {
     }
 }
 
+/// Read a raw spec through bollard's model (reading only; never sent back).
+fn typed_spec(service: &str, spec: &Value) -> Result<ServiceSpec, OrchestratorError> {
+    serde_json::from_value(spec.clone())
+        .map_err(|e| backend(service, &format!("unreadable service spec: {e}")))
+}
+
 impl Orchestrator for SwarmOrchestrator {
     fn status<'a>(
         &'a self,
@@ -295,7 +368,9 @@ impl Orchestrator for SwarmOrchestrator {
                 .inspect(service)
                 .await
                 .map_err(|e| api_err(service, e))?;
-            status_of(service, &inspected)
+            let typed: Service = serde_json::from_value(inspected)
+                .map_err(|e| backend(service, &format!("unreadable service: {e}")))?;
+            status_of(service, &typed)
         })
     }
 
@@ -385,10 +460,19 @@ fn replicas_in(service: &str, spec: &ServiceSpec) -> Result<u32, OrchestratorErr
 }
 
 /// Changes `Mode.Replicated.Replicas` and nothing else (call after [`replicas_in`] succeeded).
-fn set_replicas(spec: &mut ServiceSpec, replicas: u32) {
-    let mode = spec.mode.get_or_insert_with(Default::default);
-    let replicated = mode.replicated.get_or_insert_with(Default::default);
-    replicated.replicas = Some(i64::from(replicas));
+fn set_replicas(spec: &mut Value, replicas: u32) {
+    let mode = object_at(spec, "Mode");
+    let replicated = object_at(mode, "Replicated");
+    replicated["Replicas"] = Value::from(replicas);
+}
+
+/// `value[key]` as an object, created if missing.
+fn object_at<'a>(value: &'a mut Value, key: &str) -> &'a mut Value {
+    let slot = &mut value[key];
+    if !slot.is_object() {
+        *slot = Value::Object(Default::default());
+    }
+    slot
 }
 
 /// `starvation.min|max|step` labels; each must be a positive integer.
@@ -434,11 +518,12 @@ mod tests {
 
     #[derive(Default)]
     struct FakeState {
-        service: Option<Service>,
+        /// The service as the Engine would send it (raw JSON).
+        service: Option<Value>,
         /// Forced answers to the next updates; `None` = check the version normally.
         script: VecDeque<Option<ApiError>>,
         /// Every update received: (id, version, spec).
-        updates: Vec<(String, u64, ServiceSpec)>,
+        updates: Vec<(String, u64, Value)>,
         inspects: usize,
         /// On update, someone else bumps the version first this many times.
         races: u32,
@@ -446,6 +531,9 @@ mod tests {
 
     impl Fake {
         fn with(service: Service) -> Fake {
+            Fake::raw(serde_json::to_value(service).unwrap())
+        }
+        fn raw(service: Value) -> Fake {
             let fake = Fake::default();
             fake.state.lock().unwrap().service = Some(service);
             fake
@@ -461,17 +549,12 @@ mod tests {
     }
 
     impl ServiceApi for Fake {
-        fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Service, ApiError>> {
+        fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Value, ApiError>> {
             Box::pin(async move {
                 let mut st = self.state.lock().unwrap();
                 st.inspects += 1;
                 match &st.service {
-                    Some(s)
-                        if s.id.as_deref() == Some(name)
-                            || s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name) =>
-                    {
-                        Ok(s.clone())
-                    }
+                    Some(s) if s["ID"] == name || s["Spec"]["Name"] == name => Ok(s.clone()),
                     _ => Err(ApiError::NotFound),
                 }
             })
@@ -481,7 +564,7 @@ mod tests {
             &'a self,
             id: &'a str,
             version: u64,
-            spec: ServiceSpec,
+            spec: Value,
         ) -> BoxFuture<'a, Result<(), ApiError>> {
             Box::pin(async move {
                 let mut st = self.state.lock().unwrap();
@@ -494,15 +577,15 @@ mod tests {
                     return Err(e);
                 }
                 let svc = st.service.as_mut().unwrap();
-                if svc.id.as_deref() != Some(id) {
+                if svc["ID"] != id {
                     return Err(ApiError::NotFound);
                 }
-                if svc.version.as_ref().unwrap().index != Some(version) {
+                if svc["Version"]["Index"].as_u64() != Some(version) {
                     return Err(ApiError::OutOfSequence(
                         "rpc error: code = Unknown desc = update out of sequence".into(),
                     ));
                 }
-                svc.spec = Some(spec);
+                svc["Spec"] = spec;
                 bump(svc);
                 Ok(())
             })
@@ -518,13 +601,8 @@ mod tests {
                 Ok(st
                     .service
                     .iter()
-                    .filter(|s| {
-                        s.spec
-                            .as_ref()
-                            .and_then(|s| s.labels.as_ref()?.get(k).cloned())
-                            == Some(v.to_string())
-                    })
-                    .cloned()
+                    .filter(|s| s["Spec"]["Labels"][k] == v)
+                    .map(|s| serde_json::from_value(s.clone()).unwrap())
                     .collect())
             })
         }
@@ -534,9 +612,9 @@ mod tests {
         }
     }
 
-    fn bump(s: &mut Service) {
-        let v = s.version.get_or_insert_with(Default::default);
-        v.index = Some(v.index.unwrap_or(0) + 1);
+    fn bump(s: &mut Value) {
+        let index = s["Version"]["Index"].as_u64().unwrap_or(0);
+        s["Version"]["Index"] = (index + 1).into();
     }
 
     fn service(mode: ServiceSpecMode, labels: &[(&str, &str)]) -> Service {
@@ -591,8 +669,15 @@ mod tests {
 
     #[tokio::test]
     async fn scale_changes_only_the_replicas_and_sends_the_inspected_version() {
-        let original = service(replicated(1), &[("starvation.max", "3")]);
-        let fake = Arc::new(Fake::with(original.clone()));
+        let mut original =
+            serde_json::to_value(service(replicated(1), &[("starvation.max", "3")])).unwrap();
+        // Fields as the Engine names them, which bollard's models drop or misname: they must
+        // survive the round trip (a spec without its healthcheck restarts every task).
+        let container = &mut original["Spec"]["TaskTemplate"]["ContainerSpec"];
+        container["Healthcheck"] =
+            serde_json::json!({"Test": ["CMD", "/probe"], "Interval": 5_000_000_000u64});
+        container["SomeFutureField"] = serde_json::json!({"kept": true});
+        let fake = Arc::new(Fake::raw(original.clone()));
         orch(&fake).scale("web", 2).await.unwrap();
 
         let st = fake.state.lock().unwrap();
@@ -600,14 +685,28 @@ mod tests {
         let (id, version, sent) = &st.updates[0];
         assert_eq!(id, "svc-id-1", "updates go to the inspected ID");
         assert_eq!(*version, 41);
-        let mut expected = original.spec.clone().unwrap();
-        expected.mode = Some(replicated(2));
+        // The JSON differs from the inspected spec in exactly one place.
+        assert_eq!(sent["Mode"]["Replicated"]["Replicas"], 2);
+        let mut expected = original["Spec"].clone();
+        expected["Mode"]["Replicated"]["Replicas"] = 2.into();
         assert_eq!(sent, &expected, "only Mode.Replicated.Replicas may change");
-        // The same holds on the wire: the JSON differs in exactly one place.
-        let before = serde_json::to_value(original.spec.as_ref().unwrap()).unwrap();
-        let mut after = serde_json::to_value(sent).unwrap();
-        after["Mode"]["Replicated"]["Replicas"] = before["Mode"]["Replicated"]["Replicas"].clone();
-        assert_eq!(before, after);
+        assert_eq!(
+            sent["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Test"][1],
+            "/probe"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spec_without_mode_gets_one() {
+        let mut raw = serde_json::to_value(service(replicated(1), &[])).unwrap();
+        raw["Spec"].as_object_mut().unwrap().remove("Mode");
+        let fake = Arc::new(Fake::raw(raw));
+        orch(&fake).scale("web", 3).await.unwrap();
+        let st = fake.state.lock().unwrap();
+        assert_eq!(
+            st.updates[0].2["Mode"],
+            serde_json::json!({"Replicated": {"Replicas": 3}})
+        );
     }
 
     #[tokio::test]
@@ -624,8 +723,11 @@ mod tests {
         );
         assert_eq!(st.inspects, 3);
         let now = st.service.as_ref().unwrap();
-        assert_eq!(replicas_in("web", now.spec.as_ref().unwrap()).unwrap(), 3);
-        assert_eq!(now.version.as_ref().unwrap().index, Some(44));
+        assert_eq!(
+            replicas_in("web", &typed_spec("web", &now["Spec"]).unwrap()).unwrap(),
+            3
+        );
+        assert_eq!(now["Version"]["Index"], 44);
     }
 
     #[tokio::test]
