@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 const TEST: &str = "experiment_swarm";
 
-/// A short spike (35 s of load): enough to starve one replica and scale it once or twice.
+/// A short spike (50 s of load): enough to starve one replica, scale it once or twice and let
+/// the new replicas take their share before the load ends.
 const PROFILE: &str = r#"
 name = "swarm-test"
-stages = "20:10s,35:25s"
+stages = "20:10s,35:25s,35:15s"
 block_ms = 2000
 min_threads = 1
 initial_replicas = 1
