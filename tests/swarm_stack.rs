@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 const TEST: &str = "swarm_stack";
 
 /// Removes what the test made, also when it fails: the stack (and waits for its tasks,
-/// networks and configs to go), the secret and the node label if the test added them, the images.
+/// networks, configs and named volumes to go), the secret and the node label if the test added
+/// them, the images.
 struct Cleanup {
     stack: String,
     tag: String,
@@ -37,6 +38,7 @@ impl Cleanup {
             vec!["network", "ls", "-q"],
             vec!["config", "ls", "-q"],
             vec!["ps", "-aq"],
+            vec!["volume", "ls", "-q"],
         ] {
             let mut args = kind.clone();
             args.extend(["--filter", &filter]);
@@ -54,6 +56,13 @@ impl Cleanup {
         docker(&["stack", "rm", &self.stack]);
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
+            let left = self.leftovers();
+            // Named volumes outlive `docker stack rm`: they go once no container uses them.
+            if left.iter().all(|l| l.starts_with("volume ")) {
+                for v in &left {
+                    docker(&["volume", "rm", &v["volume ".len()..]]);
+                }
+            }
             let left = self.leftovers();
             if left.is_empty() || Instant::now() > deadline {
                 return left;
