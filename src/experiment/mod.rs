@@ -259,7 +259,14 @@ fn prepare(opts: &Opts) -> anyhow::Result<State> {
 }
 
 /// Seconds of overhead per run (start, teardown, writing) for the ETA.
-const RUN_OVERHEAD_S: u64 = 8;
+/// Measured here: local runs ~8 s (replicas, monitor, writing), swarm runs ~50 s (deploy,
+/// readiness, export, waiting for the stack's removal).
+fn run_overhead_s(backend: BackendKind) -> u64 {
+    match backend {
+        BackendKind::Local => 8,
+        BackendKind::Swarm => 50,
+    }
+}
 
 fn progress(total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
@@ -285,7 +292,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         });
     }
     let program = std::env::current_exe().context("locating the starvation executable")?;
-    let per_run = st.profile.run_seconds() + RUN_OVERHEAD_S;
+    let per_run = st.profile.run_seconds() + run_overhead_s(st.backend);
     let bar = progress(per_run * 2 * st.runs as u64);
     for pair in 1..=st.runs {
         for role in [Role::Baseline, Role::Scaled] {
