@@ -149,7 +149,7 @@ fn a_pair_on_a_real_swarm() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["state"] == "firing"),
+            .any(|a| a["status"] == "firing"),
         "{alerts}"
     );
 

@@ -809,7 +809,13 @@ async fn deploy_and_measure(
         }
         Role::Baseline => Vec::new(),
     };
-    let alerts = alert_episodes(&http, &prometheus, start, end).await?;
+    let alerts = crate::monitor::prometheus::read_alerts(
+        &http,
+        &prometheus,
+        start.timestamp() as f64,
+        end.timestamp() as f64 + 2.0,
+    )
+    .await?;
     crate::results::fsutil::write_atomic(
         &dir.join("alerts.json"),
         &serde_json::to_vec_pretty(&json!({
@@ -926,56 +932,6 @@ async fn export(
         }
     }
     Ok(())
-}
-
-/// Prometheus' `ALERTS` over the load as episodes: one entry per alert, state and unbroken
-/// stretch of 1 s samples, with its labels and the first and last time it was seen.
-async fn alert_episodes(
-    http: &reqwest::Client,
-    prometheus: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> anyhow::Result<Vec<Value>> {
-    let (s, e) = (start.timestamp() as f64, end.timestamp() as f64 + 2.0);
-    let (_, resp) = crate::results::export::query_range(
-        http,
-        prometheus,
-        "ALERTS",
-        s,
-        e,
-        Duration::from_secs(1),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("the alerts (ALERTS) from {prometheus}: {e}"))?;
-    let mut episodes = Vec::new();
-    for series in resp.series().unwrap_or(&[]) {
-        let mut labels = series.metric.clone();
-        labels.remove("__name__");
-        let state = labels.remove("alertstate").unwrap_or_default();
-        let alert = labels.get("alertname").cloned().unwrap_or_default();
-        let mut stretch: Option<(f64, f64)> = None;
-        let close = |(a, b): (f64, f64), out: &mut Vec<Value>| {
-            out.push(json!({
-                "alert": alert, "state": state, "labels": labels,
-                "from": DateTime::from_timestamp(a as i64, 0),
-                "to": DateTime::from_timestamp(b as i64, 0),
-            }))
-        };
-        for sample in &series.values {
-            stretch = match stretch {
-                Some((a, b)) if sample.ts - b <= 1.5 => Some((a, sample.ts)),
-                Some(done) => {
-                    close(done, &mut episodes);
-                    Some((sample.ts, sample.ts))
-                }
-                None => Some((sample.ts, sample.ts)),
-            };
-        }
-        if let Some(done) = stretch {
-            close(done, &mut episodes);
-        }
-    }
-    Ok(episodes)
 }
 
 /// The scaler's decisions (`GET /events`) that changed the replica count.

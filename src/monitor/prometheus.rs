@@ -422,17 +422,7 @@ impl PrometheusMonitor {
                 rec.series.insert(s.metric.clone(), pts);
             }
         }
-        let (_, alerts) = query_range(
-            &self.client,
-            base,
-            "ALERTS{alertstate=\"firing\"}",
-            start,
-            end,
-            step,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("querying ALERTS from the run's Prometheus: {e}"))?;
-        rec.alerts = alert_events(alerts.series().unwrap_or(&[]), step.as_secs_f64(), end);
+        rec.alerts = read_alerts(&self.client, base, start, end).await?;
         rec.webhook_failures = self.webhook_failures().await;
         Ok(rec)
     }
@@ -456,6 +446,32 @@ impl PrometheusMonitor {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     }
+}
+
+/// The firing and resolved transitions of every alert in `prometheus` over `[start, end]`
+/// (unix seconds), from its `ALERTS` series at a 1 s step.
+pub async fn read_alerts(
+    client: &reqwest::Client,
+    prometheus: &str,
+    start: f64,
+    end: f64,
+) -> anyhow::Result<Vec<AlertEvent>> {
+    let step = Duration::from_secs(1);
+    let (_, alerts) = query_range(
+        client,
+        prometheus,
+        "ALERTS{alertstate=\"firing\"}",
+        start,
+        end,
+        step,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("querying the alerts (ALERTS) from {prometheus}: {e}"))?;
+    Ok(alert_events(
+        alerts.series().unwrap_or(&[]),
+        step.as_secs_f64(),
+        end,
+    ))
 }
 
 /// Firing and resolved events from `ALERTS{alertstate="firing"}` sampled every `step`: a gap
