@@ -20,7 +20,7 @@ use crate::monitor::{self, Embedded, Monitor, MonitorConfig};
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::local::{LocalConfig, LocalOrchestrator};
 use crate::results::metrics as m;
-use crate::results::runmeta::{Role, RunMeta, ScaleEvent};
+use crate::results::runmeta::{Role, ScaleEvent};
 pub use profile::Profile;
 
 impl BackendKind {
@@ -568,23 +568,13 @@ async fn run_one(
         labels.insert("service".to_string(), SERVICE.to_string());
         record::write_export(dir, m::SCALE_EVENT, vec![record::series(labels, &pts)])?;
     }
-    crate::results::fsutil::write_atomic(
-        &dir.join("alerts.json"),
-        &serde_json::to_vec_pretty(&serde_json::json!({
-            "alerts": rec.alerts,
-            "webhook_failures": rec.webhook_failures,
-            "scaler_events": events,
-        }))?,
-    )?;
-    crate::results::fsutil::write_atomic(
-        &dir.join("load_summary.json"),
-        &serde_json::to_vec_pretty(&summary)?,
-    )?;
-    let mut meta = RunMeta::new(role, pair, start);
-    meta.end = Some(end);
-    meta.step_s = Some(1.0);
-    meta.testid = Some(testid.into());
-    meta.scale_events = scale_events;
+    let alerts = serde_json::json!({
+        "alerts": rec.alerts,
+        "webhook_failures": rec.webhook_failures,
+        "scaler_events": events,
+    });
+    let meta =
+        record::write_run_files(dir, alerts, &summary, role, pair, start, end, scale_events)?;
     // Written last: a run folder with run.json is a finished run.
     meta.write(dir)?;
     Ok(())

@@ -9,6 +9,8 @@ use crate::load::histogram::{NativeHistogram, upper_bound};
 use crate::load::{Live, Snapshot};
 use crate::results::metrics::{self as m};
 use crate::results::promjson::{MatrixData, QueryRangeResponse, Sample, Series};
+use crate::results::runmeta::{Role, RunMeta, ScaleEvent};
+use chrono::{DateTime, Utc};
 
 /// Window of the p99 and average request duration (the export's `[15s]`).
 pub const WINDOW_S: f64 = 15.0;
@@ -167,6 +169,35 @@ pub fn write_export(dir: &Path, readable: &str, series: Vec<Series>) -> anyhow::
     let json = serde_json::to_vec(&response(series))?;
     crate::results::fsutil::write_atomic(&path, &json)?;
     Ok(())
+}
+
+/// A finished run's side files, `alerts.json` and `load_summary.json`, and its `RunMeta`, which
+/// the caller writes last (a run folder with `run.json` is a finished run).
+#[allow(clippy::too_many_arguments)]
+pub fn write_run_files(
+    dir: &Path,
+    alerts: serde_json::Value,
+    summary: &impl serde::Serialize,
+    role: Role,
+    pair: u32,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    scale_events: Vec<ScaleEvent>,
+) -> anyhow::Result<RunMeta> {
+    crate::results::fsutil::write_atomic(
+        &dir.join("alerts.json"),
+        &serde_json::to_vec_pretty(&alerts)?,
+    )?;
+    crate::results::fsutil::write_atomic(
+        &dir.join("load_summary.json"),
+        &serde_json::to_vec_pretty(summary)?,
+    )?;
+    let mut meta = RunMeta::new(role, pair, start);
+    meta.end = Some(end);
+    meta.step_s = Some(1.0);
+    meta.testid = Some(crate::load::DEFAULT_TESTID.into());
+    meta.scale_events = scale_events;
+    Ok(meta)
 }
 
 #[cfg(test)]

@@ -816,24 +816,13 @@ async fn deploy_and_measure(
         end.timestamp() as f64 + 2.0,
     )
     .await?;
-    crate::results::fsutil::write_atomic(
-        &dir.join("alerts.json"),
-        &serde_json::to_vec_pretty(&json!({
-            "source": format!("Prometheus ALERTS of stack {stack}, 1 s resolution"),
-            "alerts": alerts,
-            "scaler_events": scaler_events,
-        }))?,
-    )?;
-    crate::results::fsutil::write_atomic(
-        &dir.join("load_summary.json"),
-        &serde_json::to_vec_pretty(&summary)?,
-    )?;
-    let mut meta = RunMeta::new(role, pair, start);
-    meta.end = Some(end);
-    meta.step_s = Some(1.0);
-    meta.testid = Some(crate::load::DEFAULT_TESTID.into());
-    meta.scale_events = scale_events(&scaler_events);
-    Ok(meta)
+    let scale = scale_events(&scaler_events);
+    let alerts = json!({
+        "source": format!("Prometheus ALERTS of stack {stack}, 1 s resolution"),
+        "alerts": alerts,
+        "scaler_events": scaler_events,
+    });
+    super::record::write_run_files(dir, alerts, &summary, role, pair, start, end, scale)
 }
 
 /// `StartedAt FinishedAt` of `docker inspect`.
