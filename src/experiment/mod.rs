@@ -359,11 +359,6 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(l.local_addr()?.port())
-}
-
 fn unix_s(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
@@ -401,7 +396,7 @@ async fn run_one(
         .filter(|s| s.kind == m::Kind::Gauge)
         .map(|s| s.query)
         .collect();
-    let port = free_port()?;
+    let port = crate::child::free_loopback_port()?;
     let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let data = dir.join("data");
     let serve_args: Vec<String> = vec![

@@ -178,11 +178,6 @@ pub fn alertmanager_config(deployed: &str, webhook: Option<&str>) -> anyhow::Res
     Ok(serde_norway::to_string(&doc)?)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(l.local_addr()?.port())
-}
-
 impl Daemon {
     /// Start `bin` with `args(port)` on a free loopback port and wait for `ready_path`; a
     /// process that exits before it is ready (a port taken meanwhile) is retried on another.
@@ -195,7 +190,7 @@ impl Daemon {
         client: &reqwest::Client,
     ) -> anyhow::Result<Daemon> {
         for _attempt in 0..3 {
-            let port = free_port()?;
+            let port = crate::child::free_loopback_port()?;
             let url = format!("http://127.0.0.1:{port}");
             let log_file = std::fs::File::create(log)
                 .with_context(|| format!("creating {}", log.display()))?;
@@ -203,17 +198,8 @@ impl Daemon {
             cmd.args(args(port)?)
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone()?)
-                .stderr(log_file)
-                .kill_on_drop(true);
-            // SAFETY: prctl is async-signal-safe; it only sets a flag on the new process.
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+                .stderr(log_file);
+            crate::child::die_with_parent(&mut cmd);
             let child = cmd
                 .spawn()
                 .with_context(|| format!("starting {}", bin.display()))?;
@@ -241,16 +227,8 @@ impl Daemon {
 
     /// SIGTERM, up to 5 s to exit, then SIGKILL.
     async fn stop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        }
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("{} ignored SIGTERM for 5 s: killing it", self.name);
-            let _ = self.child.kill().await;
+        if !crate::child::terminate(&mut self.child, Duration::from_secs(5)).await {
+            tracing::warn!("{} ignored SIGTERM for 5 s: killed it", self.name);
         }
     }
 }
@@ -335,7 +313,9 @@ impl PrometheusMonitor {
         }
         .await;
         if let Err(e) = result {
-            stop_all(&mut started).await;
+            for d in &mut started {
+                d.stop().await;
+            }
             return Err(e);
         }
         let mut started = started.into_iter();
@@ -397,12 +377,13 @@ impl PrometheusMonitor {
         // The last second's scrape and rule evaluation.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let rec = self.read(metrics, start, end).await;
-        stop_all(&mut [
+        for d in [
             &mut self.prometheus,
             &mut self.alertmanager,
             &mut self.pushgateway,
-        ])
-        .await;
+        ] {
+            d.stop().await;
+        }
         for data in ["prometheus-data", "alertmanager-data"] {
             let _ = std::fs::remove_dir_all(self.dir.join(data));
         }
@@ -522,12 +503,6 @@ fn write(dir: &Path, file: &str, text: &str) -> anyhow::Result<()> {
         &dir.join(file),
         text.as_bytes(),
     )?)
-}
-
-async fn stop_all(daemons: &mut [impl std::borrow::BorrowMut<Daemon>]) {
-    for d in daemons.iter_mut() {
-        d.borrow_mut().stop().await;
-    }
 }
 
 #[cfg(test)]

@@ -101,17 +101,8 @@ impl LocalOrchestrator {
             .args(&self.cfg.serve_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe; it only sets a flag on the new process.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+            .stderr(Stdio::inherit());
+        crate::child::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| {
             OrchestratorError::Backend(format!(
                 "cannot start replica {instance} ({}): {e}",
@@ -164,19 +155,13 @@ fn reap(replicas: &mut Vec<Replica>) {
 }
 
 async fn stop(mut replica: Replica, timeout: Duration) {
-    if let Some(pid) = replica.child.id() {
-        // SAFETY: kill(2) on our own child, which has not been reaped yet.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    }
-    match tokio::time::timeout(timeout, replica.child.wait()).await {
-        Ok(_) => tracing::info!("replica {} stopped", replica.id),
-        Err(_) => {
-            tracing::warn!(
-                "replica {} did not drain within {timeout:?}; killing it",
-                replica.id
-            );
-            let _ = replica.child.kill().await;
-        }
+    if crate::child::terminate(&mut replica.child, timeout).await {
+        tracing::info!("replica {} stopped", replica.id);
+    } else {
+        tracing::warn!(
+            "replica {} did not drain within {timeout:?}; killed it",
+            replica.id
+        );
     }
 }
 
