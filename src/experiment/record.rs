@@ -81,11 +81,21 @@ fn proc_stat_cpu() -> Option<(u64, u64)> {
     Some((user, total))
 }
 
+/// Append `(ts, v)` to the series `k`; a second sample at the same timestamp replaces the first
+/// (the last tick after the load ends can round to the second of the tick before it).
+fn put(points: &mut BTreeMap<&'static str, Vec<(f64, f64)>>, k: &'static str, ts: f64, v: f64) {
+    let series = points.entry(k).or_default();
+    match series.last_mut() {
+        Some(last) if last.0 == ts => last.1 = v,
+        _ => series.push((ts, v)),
+    }
+}
+
 impl LoadSeries {
     /// Record one second: the load generator's snapshot, node CPU (user %), replicas.
     pub fn tick(&mut self, ts: f64, live: &Live, replicas: Option<usize>) {
         let snap = live.snapshot();
-        let mut push = |k: &'static str, v: f64| self.points.entry(k).or_default().push((ts, v));
+        let mut push = |k: &'static str, v: f64| put(&mut self.points, k, ts, v);
         let (mut ok, mut bad) = (0u64, 0u64);
         for (key, s) in &snap.requests {
             if key.expected_response {
@@ -118,20 +128,14 @@ impl LoadSeries {
         } else {
             0.0
         };
-        self.points
-            .entry(m::REQUEST_DURATION_P99)
-            .or_default()
-            .push((ts, p99));
-        self.points
-            .entry(m::AVG_REQUEST_DURATION)
-            .or_default()
-            .push((ts, avg));
+        put(&mut self.points, m::REQUEST_DURATION_P99, ts, p99);
+        put(&mut self.points, m::AVG_REQUEST_DURATION, ts, avg);
         if let Some(now) = proc_stat_cpu() {
             if let Some((u0, t0)) = self.cpu_prev {
                 let dt = now.1.saturating_sub(t0);
                 if dt > 0 {
                     let pct = 100.0 * now.0.saturating_sub(u0) as f64 / dt as f64;
-                    self.points.entry(m::NODE_CPU).or_default().push((ts, pct));
+                    put(&mut self.points, m::NODE_CPU, ts, pct);
                 }
             }
             self.cpu_prev = Some(now);
@@ -203,6 +207,15 @@ pub fn write_run_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_tick_in_the_same_second_replaces_the_first() {
+        let mut points = BTreeMap::new();
+        put(&mut points, m::TOTAL_REQUESTS, 59.0, 400.0);
+        put(&mut points, m::TOTAL_REQUESTS, 60.0, 430.0);
+        put(&mut points, m::TOTAL_REQUESTS, 60.0, 435.0);
+        assert_eq!(points[m::TOTAL_REQUESTS], vec![(59.0, 400.0), (60.0, 435.0)]);
+    }
 
     #[test]
     fn window_quantile_of_a_difference() {

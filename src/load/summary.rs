@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Output format of the summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -14,7 +14,7 @@ pub enum Format {
 }
 
 /// Failed iterations by cause.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorCounts {
     pub connect_refused: u64,
     pub timeout: u64,
@@ -31,7 +31,7 @@ impl ErrorCounts {
 }
 
 /// Latency statistics in milliseconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyStats {
     pub count: u64,
     pub min_ms: f64,
@@ -66,7 +66,7 @@ impl LatencyStats {
 
 /// What a run did. Iteration counts: `scheduled = started + dropped`;
 /// `started = completed + interrupted`; `failed ⊆ completed`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub url: String,
     /// RFC 3339 wall-clock start.

@@ -186,7 +186,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub fn export_csv(spec: &MetricSpec, resp: &QueryRangeResponse, start: f64) -> String {
     let series = resp.series().unwrap_or(&[]);
     let mut s = String::from("timestamp,offset_s,value\n");
-    for (ts, v) in combine_series(series, spec.combine) {
+    for (ts, v) in combine_series(series, spec.combine).points {
         s.push_str(&format!(
             "{},{},{}\n",
             format_ts(ts),
@@ -275,7 +275,7 @@ pub fn run_meta_for(req: &ExportRequest, role: Role, pair: u32) -> Result<RunMet
     if path.exists() {
         let resp = super::promjson::read_export(&path)?;
         let mut prev = 0.0;
-        for (ts, v) in combine_series(resp.series().unwrap_or(&[]), spec.combine) {
+        for (ts, v) in combine_series(resp.series().unwrap_or(&[]), spec.combine).points {
             if v > prev
                 && let Some(at) = DateTime::from_timestamp_millis((ts * 1000.0).round() as i64)
             {

@@ -224,25 +224,85 @@ pub fn combine_help() -> String {
     s
 }
 
-/// Combine all series into one `(timestamp, value)` series by `how`; NaN samples are skipped.
-/// Timestamps are grouped exactly (Prometheus evaluates every series at the same steps).
-pub fn combine_series(series: &[Series], how: Combine) -> Vec<(f64, f64)> {
-    // Key by the timestamp's bits (timestamps are finite); BTreeMap on the f64 order.
-    let mut by_ts: BTreeMap<i64, (f64, Vec<f64>)> = BTreeMap::new();
-    for s in series {
+/// One metric's series combined into one `(timestamp, value)` series, and what the rules of
+/// [`combine_series`] left out on the way.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Combined {
+    pub points: Vec<(f64, f64)>,
+    /// NaN and ±Inf samples skipped (a non-finite sample says nothing a mean can use).
+    pub nonfinite: usize,
+    /// Series dropped because another series described the same replica (see [`replica_key`]).
+    pub duplicate_series: usize,
+}
+
+/// Which replica a series describes, when its labels say so: `(job, instance)` of the process
+/// that produced it. A Pushgateway series carries the pusher's labels as `exported_job` /
+/// `exported_instance` (its own `job`/`instance` are the Pushgateway's); a direct scrape
+/// carries them as `job` / `instance`. So the same replica read through both paths gets one
+/// key. `None` for series without an instance label (query results such as `sum by(testid)`):
+/// each is its own.
+pub fn replica_key(labels: &BTreeMap<String, String>) -> Option<(String, String)> {
+    let pick = |exported: &str, own: &str| labels.get(exported).or_else(|| labels.get(own));
+    let instance = pick("exported_instance", "instance")?;
+    let job = pick("exported_job", "job").cloned().unwrap_or_default();
+    Some((job, instance.clone()))
+}
+
+/// A series read from the Pushgateway (it carries `exported_*` labels or `job="pushgateway"`).
+fn from_pushgateway(labels: &BTreeMap<String, String>) -> bool {
+    labels.contains_key("exported_instance")
+        || labels.contains_key("exported_job")
+        || labels.get("job").map(String::as_str) == Some("pushgateway")
+}
+
+/// Timestamp key in milliseconds (Prometheus evaluates every series at the same steps).
+fn ts_key(ts: f64) -> i64 {
+    (ts * 1000.0).round() as i64
+}
+
+/// Combine all series into one `(timestamp, value)` series by `how`. The rules, in order:
+/// 1. Inside one series a timestamp counts once: a repeated timestamp keeps its last sample
+///    (a counter's value at a time is its last sample, never a sum of samples).
+/// 2. NaN and ±Inf samples are skipped and counted in [`Combined::nonfinite`].
+/// 3. Series of the same replica ([`replica_key`]) count once: at each timestamp the
+///    Pushgateway's sample wins, the other path's fills the timestamps it lacks.
+/// 4. Distinct replicas are combined by `how` at each timestamp.
+pub fn combine_series(series: &[Series], how: Combine) -> Combined {
+    let mut out = Combined::default();
+    // Per replica (or per series without one): timestamp → (ts, value, from the Pushgateway).
+    let mut replicas: BTreeMap<(String, String), BTreeMap<i64, (f64, f64, bool)>> =
+        BTreeMap::new();
+    let mut seen_keys: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (i, s) in series.iter().enumerate() {
+        let key = replica_key(&s.metric).unwrap_or_else(|| (format!("#{i}"), String::new()));
+        *seen_keys.entry(key.clone()).or_default() += 1;
+        let pushed = from_pushgateway(&s.metric);
+        let slots = replicas.entry(key).or_default();
+        let mut own: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
         for p in &s.values {
-            if p.value.is_nan() {
+            if !p.value.is_finite() {
+                out.nonfinite += 1;
                 continue;
             }
-            let key = (p.ts * 1000.0).round() as i64;
-            by_ts
-                .entry(key)
-                .or_insert((p.ts, Vec::new()))
-                .1
-                .push(p.value);
+            own.insert(ts_key(p.ts), (p.ts, p.value));
+        }
+        for (k, (ts, v)) in own {
+            match slots.get(&k) {
+                Some(&(_, _, true)) if !pushed => {}
+                _ => {
+                    slots.insert(k, (ts, v, pushed));
+                }
+            }
         }
     }
-    by_ts
+    out.duplicate_series = seen_keys.values().map(|n| n - 1).sum();
+    let mut by_ts: BTreeMap<i64, (f64, Vec<f64>)> = BTreeMap::new();
+    for slots in replicas.into_values() {
+        for (k, (ts, v, _)) in slots {
+            by_ts.entry(k).or_insert((ts, Vec::new())).1.push(v);
+        }
+    }
+    out.points = by_ts
         .into_values()
         .map(|(ts, vals)| {
             let v = match how {
@@ -252,7 +312,8 @@ pub fn combine_series(series: &[Series], how: Combine) -> Vec<(f64, f64)> {
             };
             (ts, v)
         })
-        .collect()
+        .collect();
+    out
 }
 
 #[cfg(test)]
@@ -273,17 +334,78 @@ mod tests {
         let b = series(&[(10.0, 5.0), (20.0, 7.0)]);
         let both = [a, b];
         assert_eq!(
-            combine_series(&both, Combine::Sum),
+            combine_series(&both, Combine::Sum).points,
             vec![(10.0, 6.0), (15.0, 3.0), (20.0, 7.0)]
         );
         assert_eq!(
-            combine_series(&both, Combine::Mean),
+            combine_series(&both, Combine::Mean).points,
             vec![(10.0, 3.0), (15.0, 3.0), (20.0, 7.0)]
         );
         assert_eq!(
-            combine_series(&both, Combine::Max),
+            combine_series(&both, Combine::Max).points,
             vec![(10.0, 5.0), (15.0, 3.0), (20.0, 7.0)]
         );
+    }
+
+    fn labelled(labels: &[(&str, &str)], points: &[(f64, f64)]) -> Series {
+        let mut s = series(points);
+        s.metric = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        s
+    }
+
+    #[test]
+    fn a_repeated_timestamp_counts_once_with_its_last_sample() {
+        // The experiment's counter exports ended with (60, 435), (60, 435): summed, 870.
+        let c = combine_series(
+            &[series(&[(55.0, 400.0), (60.0, 430.0), (60.0, 435.0)])],
+            Combine::Sum,
+        );
+        assert_eq!(c.points, vec![(55.0, 400.0), (60.0, 435.0)]);
+    }
+
+    #[test]
+    fn one_replica_through_the_pushgateway_and_a_direct_scrape_counts_once() {
+        let pushed = labelled(
+            &[
+                ("exported_instance", "webserver:5000"),
+                ("exported_job", "webserver"),
+                ("instance", "pushgateway:9091"),
+                ("job", "pushgateway"),
+            ],
+            &[(10.0, 5.0), (15.0, 7.0)],
+        );
+        let scraped = labelled(
+            &[("instance", "webserver:5000"), ("job", "webserver")],
+            &[(5.0, 1.0), (10.0, 50.0), (15.0, 70.0)],
+        );
+        let other = labelled(
+            &[("instance", "webserver-2:5000"), ("job", "webserver")],
+            &[(10.0, 3.0)],
+        );
+        for order in [
+            vec![pushed.clone(), scraped.clone(), other.clone()],
+            vec![scraped.clone(), other.clone(), pushed.clone()],
+        ] {
+            let c = combine_series(&order, Combine::Sum);
+            // The Pushgateway wins where it has a sample; the scrape fills t=5; the second
+            // replica is still added.
+            assert_eq!(c.points, vec![(5.0, 1.0), (10.0, 8.0), (15.0, 7.0)]);
+            assert_eq!(c.duplicate_series, 1);
+        }
+    }
+
+    #[test]
+    fn nonfinite_samples_are_skipped_and_counted() {
+        let c = combine_series(
+            &[series(&[(0.0, f64::NAN), (5.0, f64::INFINITY), (10.0, 2.0)]),
+              series(&[(5.0, f64::NEG_INFINITY), (10.0, 1.0)])],
+            Combine::Mean,
+        );
+        assert_eq!(c.points, vec![(10.0, 1.5)]);
+        assert_eq!(c.nonfinite, 3);
     }
 
     #[test]

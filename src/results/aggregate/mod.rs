@@ -4,13 +4,17 @@
 //! (`<name>_export_stats.csv`, `timestamp,n,mean,median,p5,p95`) and a summary (`summary.json`,
 //! `summary.md`).
 
+mod load;
+mod summary;
+
+pub use load::{LeftOut, RunData, align, foreign_series, load_run};
+pub use summary::*;
+
 use super::ResultsError;
-use super::fsutil::{ensure_dir, py_float, write_atomic};
-use super::metrics::{self, Kind, METRICS, MetricSpec, combine_series};
-use super::promjson::read_export;
+use super::fsutil::{StagedDir, ensure_dir, write_atomic};
+use super::metrics::{self, Kind, METRICS};
 use super::runmeta::{self, Pairs, Role, RunDir};
 use super::stats;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,107 +47,6 @@ does not decide, folder order does (first = baseline). Means use every run of a 
 differences use complete pairs only. Series of several replicas are first combined per metric as \
 `starvation export --help` lists.";
 
-/// One run's combined, aligned series.
-#[derive(Debug, Clone)]
-pub struct RunData {
-    pub dir: PathBuf,
-    pub role: Role,
-    pub pair: u32,
-    /// readable metric name → (offset_s, value), sorted by offset.
-    pub aligned: BTreeMap<&'static str, Vec<(f64, f64)>>,
-    /// Seconds from the run's reference start to its first scale event.
-    pub first_scale_s: Option<f64>,
-}
-
-/// Align a combined series: offset = step × round((t − t₀) / step), t₀ its first sample. Two
-/// samples landing in one slot keep the later one.
-pub fn align(points: &[(f64, f64)], step: f64) -> Vec<(f64, f64)> {
-    let Some(&(t0, _)) = points.first() else {
-        return Vec::new();
-    };
-    let mut slots: BTreeMap<i64, f64> = BTreeMap::new();
-    for &(t, v) in points {
-        slots.insert(((t - t0) / step).round() as i64, v);
-    }
-    slots
-        .into_iter()
-        .map(|(k, v)| (k as f64 * step, v))
-        .collect()
-}
-
-fn find_file(dir: &Path, spec: &MetricSpec) -> Option<PathBuf> {
-    spec.stems()
-        .into_iter()
-        .map(|s| dir.join(format!("{s}_export.json")))
-        .find(|p| p.exists())
-}
-
-/// Read and align every metric of one run.
-pub fn load_run(run: &RunDir, step: f64) -> Result<RunData, ResultsError> {
-    let mut aligned = BTreeMap::new();
-    let mut raw: BTreeMap<&'static str, Vec<(f64, f64)>> = BTreeMap::new();
-    for spec in METRICS {
-        let Some(path) = find_file(&run.path, spec) else {
-            continue;
-        };
-        let resp = read_export(&path)?;
-        let combined = combine_series(resp.series().unwrap_or(&[]), spec.combine);
-        aligned.insert(spec.readable, align(&combined, step));
-        raw.insert(spec.readable, combined);
-    }
-    // Reference start for scale events: run.json's start; else the first queue-length sample
-    // (the metric the alert watches); else the earliest first sample of any gauge.
-    let t0 = run
-        .meta
-        .as_ref()
-        .map(|m| m.start.timestamp_millis() as f64 / 1000.0)
-        .or_else(|| {
-            raw.get(metrics::QUEUE_LENGTH)
-                .and_then(|v| v.first())
-                .map(|p| p.0)
-        })
-        .or_else(|| {
-            METRICS
-                .iter()
-                .filter(|m| m.kind == Kind::Gauge)
-                .filter_map(|m| raw.get(m.readable)?.first().map(|p| p.0))
-                .min_by(|a, b| a.total_cmp(b))
-        });
-    let first_event = match run.meta.as_ref().filter(|m| !m.scale_events.is_empty()) {
-        Some(m) => m
-            .scale_events
-            .iter()
-            .map(|e| e.at.timestamp_millis() as f64 / 1000.0)
-            .min_by(|a, b| a.total_cmp(b)),
-        None => raw
-            .get(metrics::SCALE_EVENT)
-            .and_then(|v| v.iter().find(|p| p.1 > 0.0))
-            .map(|p| p.0),
-    };
-    let first_scale_s = match (first_event, t0) {
-        (Some(e), Some(t0)) => Some(e - t0),
-        _ => None,
-    };
-    Ok(RunData {
-        dir: run.path.clone(),
-        role: run.role,
-        pair: run.pair,
-        aligned,
-        first_scale_s,
-    })
-}
-
-/// Statistics of one offset slot across runs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SlotStats {
-    pub offset_s: f64,
-    pub n: usize,
-    pub mean: f64,
-    pub median: f64,
-    pub p5: f64,
-    pub p95: f64,
-}
-
 /// Per offset, the statistics of `metric` across `runs` (runs lacking a slot do not count in it).
 pub fn slot_stats(runs: &[&RunData], metric: &str, step: f64) -> Vec<SlotStats> {
     let mut by_slot: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
@@ -173,32 +76,18 @@ pub fn slot_stats(runs: &[&RunData], metric: &str, step: f64) -> Vec<SlotStats> 
         .collect()
 }
 
-/// Peak and mean of a mean curve.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CurveStats {
-    pub runs: usize,
-    pub peak: f64,
-    pub peak_at_s: f64,
-    pub mean: f64,
-}
-
-fn curve_stats(slots: &[SlotStats], runs: usize) -> Option<CurveStats> {
+fn curve_stats(slots: &[SlotStats], run_peaks: &[f64]) -> Option<CurveStats> {
     let best = slots.iter().max_by(|a, b| a.mean.total_cmp(&b.mean))?;
+    let q = |p| stats::quantile(run_peaks, p).unwrap_or(0.0);
     Some(CurveStats {
-        runs,
+        runs: run_peaks.len(),
         peak: best.mean,
         peak_at_s: best.offset_s,
         mean: slots.iter().map(|s| s.mean).sum::<f64>() / slots.len() as f64,
+        run_peak_p25: q(0.25),
+        run_peak_median: q(0.5),
+        run_peak_p75: q(0.75),
     })
-}
-
-/// The median of per-pair differences (scaled − baseline) with a bootstrap 95 % interval.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PairedDiff {
-    pub pairs: usize,
-    pub median: f64,
-    pub ci95_low: f64,
-    pub ci95_high: f64,
 }
 
 fn paired_diff(diffs: &[f64], resamples: usize, seed: u64) -> Option<PairedDiff> {
@@ -210,79 +99,6 @@ fn paired_diff(diffs: &[f64], resamples: usize, seed: u64) -> Option<PairedDiff>
         ci95_low: lo,
         ci95_high: hi,
     })
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MetricSummary {
-    pub metric: String,
-    pub file_stem: String,
-    pub combine: metrics::Combine,
-    pub baseline: Option<CurveStats>,
-    pub scaled: Option<CurveStats>,
-    /// Per pair: peak of the scaled run − peak of the baseline run.
-    pub paired_peak_diff: Option<PairedDiff>,
-    /// Per pair: mean of the scaled run − mean of the baseline run.
-    pub paired_mean_diff: Option<PairedDiff>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LatencySummary {
-    pub baseline_peak_s: f64,
-    pub scaled_peak_s: f64,
-    /// (baseline − scaled) / baseline × 100, on the peaks of the mean p99 curves.
-    pub peak_reduction_pct: f64,
-    pub baseline_mean_s: f64,
-    pub scaled_mean_s: f64,
-    pub mean_reduction_pct: f64,
-}
-
-/// Requests per run (last value of each cumulative counter), averaged and summed over runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
-pub struct RequestSummary {
-    pub runs: usize,
-    pub total_mean: Option<f64>,
-    pub failed_mean: Option<f64>,
-    pub failed_sum: Option<f64>,
-    pub runs_with_failures: usize,
-    pub dropped_mean: Option<f64>,
-    pub dropped_sum: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScaleEventSummary {
-    pub scaled_runs: usize,
-    pub runs_with_event: usize,
-    pub first_scale_min_s: Option<f64>,
-    pub first_scale_median_s: Option<f64>,
-    pub first_scale_max_s: Option<f64>,
-    /// (pair, seconds from run start to its first scale event).
-    pub per_run: Vec<(u32, f64)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Unplaced {
-    pub path: PathBuf,
-    pub reason: String,
-}
-
-/// Everything `aggregate` computed; written as `summary.json` and rendered as `summary.md`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Summary {
-    pub runs_dir: PathBuf,
-    pub step_s: f64,
-    pub baseline_runs: usize,
-    pub scaled_runs: usize,
-    pub complete_pairs: usize,
-    pub bootstrap_resamples: usize,
-    pub bootstrap_seed: u64,
-    pub metrics: Vec<MetricSummary>,
-    pub p99_latency: Option<LatencySummary>,
-    pub requests_baseline: RequestSummary,
-    pub requests_scaled: RequestSummary,
-    pub scale_events: ScaleEventSummary,
-    /// Earliest to latest first scale event across scaled runs (the figures' grey band).
-    pub scale_window_s: Option<(f64, f64)>,
-    pub unplaced: Vec<Unplaced>,
 }
 
 fn last_value(r: &RunData, metric: &str) -> Option<f64> {
@@ -361,7 +177,9 @@ pub fn aggregate_with(
         |role: Role| -> Vec<&RunData> { data.iter().filter(|r| r.role == role).collect() };
     let (base, scaled) = (by_role(Role::Baseline), by_role(Role::Scaled));
 
-    ensure_dir(out_dir, "--out")?;
+    // Everything is written into a staging folder that replaces --out at the end.
+    let staged = StagedDir::new(out_dir, "--out", "summary.json")?;
+    let out = staged.path();
     let mut metric_summaries = Vec::new();
     let mut mean_curves: BTreeMap<(&str, Role), Vec<SlotStats>> = BTreeMap::new();
     for spec in METRICS {
@@ -383,20 +201,30 @@ pub fn aggregate_with(
                 // A counter exported with no series (the paper's empty Failed_Requests) counted
                 // nothing: zero, though there is no curve to write.
                 if spec.kind == Kind::Counter && with_data > 0 {
-                    side_stats[i] = Some(CurveStats {
-                        runs: with_data,
-                        peak: 0.0,
-                        peak_at_s: 0.0,
-                        mean: 0.0,
-                    });
+                    side_stats[i] = curve_stats(
+                        &[SlotStats {
+                            offset_s: 0.0,
+                            n: with_data,
+                            mean: 0.0,
+                            median: 0.0,
+                            p5: 0.0,
+                            p95: 0.0,
+                        }],
+                        &vec![0.0; with_data],
+                    );
                 }
                 continue;
             }
-            let dir = out_dir.join(role.as_str());
+            let run_peaks: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r.aligned.get(spec.readable))
+                .filter_map(|v| v.iter().map(|p| p.1).reduce(f64::max))
+                .collect();
+            let dir = out.join(role.as_str());
             ensure_dir(&dir, "--out")?;
             write_atomic(&dir.join(spec.mean_file()), mean_csv(&slots).as_bytes())?;
             write_atomic(&dir.join(spec.stats_file()), stats_csv(&slots).as_bytes())?;
-            side_stats[i] = curve_stats(&slots, with_data);
+            side_stats[i] = curve_stats(&slots, &run_peaks);
             mean_curves.insert((spec.readable, role), slots);
         }
         let per_run = |r: &RunData, f: fn(&[(f64, f64)]) -> Option<f64>| {
@@ -434,6 +262,14 @@ pub fn aggregate_with(
             scaled: s,
             paired_peak_diff: paired_diff(&peak_diffs, resamples, seed),
             paired_mean_diff: paired_diff(&mean_diffs, resamples, seed),
+            nonfinite_skipped: data
+                .iter()
+                .filter_map(|r| r.nonfinite.get(spec.readable))
+                .sum(),
+            runs_with_duplicate_series: data
+                .iter()
+                .filter(|r| r.duplicate_series.contains_key(spec.readable))
+                .count(),
         });
     }
 
@@ -465,6 +301,14 @@ pub fn aggregate_with(
         first_scale_median_s: stats::median(&firsts),
         first_scale_max_s: max,
         per_run,
+        events_s: {
+            let mut all: Vec<f64> = scaled
+                .iter()
+                .flat_map(|r| r.scale_events_s.iter().copied())
+                .collect();
+            all.sort_by(|a, b| a.total_cmp(b));
+            all
+        },
     };
 
     let summary = Summary {
@@ -489,120 +333,14 @@ pub fn aggregate_with(
                 reason: r.clone(),
             })
             .collect(),
+        left_out: data.iter().flat_map(|r| r.left_out.clone()).collect(),
     };
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
-    write_atomic(&out_dir.join("summary.json"), &json)?;
-    write_atomic(
-        &out_dir.join("summary.md"),
-        render_markdown(&summary).as_bytes(),
-    )?;
+    write_atomic(&out.join("summary.json"), &json)?;
+    write_atomic(&out.join("summary.md"), render_markdown(&summary).as_bytes())?;
+    super::fsutil::check_cancel()?;
+    staged.commit()?;
     Ok(summary)
-}
-
-/// The paper's mean dataset: `timestamp,value`.
-pub fn mean_csv(slots: &[SlotStats]) -> String {
-    let mut s = String::from("timestamp,value\n");
-    for x in slots {
-        s.push_str(&format!("{},{}\n", py_float(x.offset_s), py_float(x.mean)));
-    }
-    s
-}
-
-/// The extended dataset: `timestamp,n,mean,median,p5,p95`.
-pub fn stats_csv(slots: &[SlotStats]) -> String {
-    let mut s = String::from("timestamp,n,mean,median,p5,p95\n");
-    for x in slots {
-        s.push_str(&format!(
-            "{},{},{},{},{},{}\n",
-            py_float(x.offset_s),
-            x.n,
-            py_float(x.mean),
-            py_float(x.median),
-            py_float(x.p5),
-            py_float(x.p95)
-        ));
-    }
-    s
-}
-
-fn f(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into())
-}
-
-fn diff_cell(d: &Option<PairedDiff>) -> String {
-    match d {
-        Some(d) => format!("{:+.2} [{:+.2}, {:+.2}]", d.median, d.ci95_low, d.ci95_high),
-        None => "–".into(),
-    }
-}
-
-/// `summary.md`.
-pub fn render_markdown(s: &Summary) -> String {
-    let mut m = String::new();
-    m.push_str("# Results summary\n\n");
-    m.push_str(&format!(
-        "Runs in `{}`: {} baseline, {} scaled, {} complete pairs; step {} s. Paired differences are scaled − baseline per pair, median with a bootstrap 95 % interval ({} resamples, seed {}).\n\n",
-        s.runs_dir.display(),
-        s.baseline_runs,
-        s.scaled_runs,
-        s.complete_pairs,
-        s.step_s,
-        s.bootstrap_resamples,
-        s.bootstrap_seed
-    ));
-    if let Some(l) = &s.p99_latency {
-        m.push_str(&format!(
-            "**p99 latency**: peak of the mean curve {:.2} s baseline → {:.2} s scaled ({:.1} % lower); mean {:.2} s → {:.2} s ({:.1} % lower).\n\n",
-            l.baseline_peak_s, l.scaled_peak_s, l.peak_reduction_pct, l.baseline_mean_s, l.scaled_mean_s, l.mean_reduction_pct
-        ));
-    }
-    m.push_str("| metric | combine | baseline peak | scaled peak | baseline mean | scaled mean | Δ peak (median [95 % CI]) | Δ mean (median [95 % CI]) |\n");
-    m.push_str("|---|---|---:|---:|---:|---:|---|---|\n");
-    for x in &s.metrics {
-        m.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            x.metric,
-            x.combine.describe(),
-            f(x.baseline.as_ref().map(|c| c.peak)),
-            f(x.scaled.as_ref().map(|c| c.peak)),
-            f(x.baseline.as_ref().map(|c| c.mean)),
-            f(x.scaled.as_ref().map(|c| c.mean)),
-            diff_cell(&x.paired_peak_diff),
-            diff_cell(&x.paired_mean_diff),
-        ));
-    }
-    m.push_str("\n## Requests per run\n\n| | runs | total (mean) | failed (mean) | failed (sum) | runs with failures | dropped (mean) | dropped (sum) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (name, r) in [
-        ("baseline", &s.requests_baseline),
-        ("scaled", &s.requests_scaled),
-    ] {
-        m.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.runs,
-            f(r.total_mean),
-            f(r.failed_mean),
-            f(r.failed_sum),
-            r.runs_with_failures,
-            f(r.dropped_mean),
-            f(r.dropped_sum)
-        ));
-    }
-    let e = &s.scale_events;
-    m.push_str(&format!(
-        "\n## Scale events\n\n{} of {} scaled runs recorded a scale event. Time to the first one: min {} s, median {} s, max {} s.\n",
-        e.runs_with_event,
-        e.scaled_runs,
-        f(e.first_scale_min_s),
-        f(e.first_scale_median_s),
-        f(e.first_scale_max_s)
-    ));
-    if !s.unplaced.is_empty() {
-        m.push_str("\n## Runs not used\n\n");
-        for u in &s.unplaced {
-            m.push_str(&format!("- `{}`: {}\n", u.path.display(), u.reason));
-        }
-    }
-    m
 }
 
 pub async fn run(opts: AggregateOpts) -> anyhow::Result<()> {
@@ -631,20 +369,19 @@ pub async fn run(opts: AggregateOpts) -> anyhow::Result<()> {
     for u in &s.unplaced {
         eprintln!("warning: not used: {}: {}", u.path.display(), u.reason);
     }
+    for l in &s.left_out {
+        eprintln!("warning: left out: {}: {}", l.run.display(), l.reason);
+    }
+    let dup: usize = s.metrics.iter().map(|m| m.runs_with_duplicate_series).sum();
+    if dup > 0 {
+        eprintln!(
+            "note: {dup} exports held one replica twice (Pushgateway and direct scrape); counted once"
+        );
+    }
+    let nonfinite: usize = s.metrics.iter().map(|m| m.nonfinite_skipped).sum();
+    if nonfinite > 0 {
+        eprintln!("note: {nonfinite} NaN/Inf samples skipped");
+    }
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn align_rounds_to_step_from_first_sample() {
-        let pts = [(100.0, 1.0), (105.2, 2.0), (109.9, 3.0), (130.0, 4.0)];
-        assert_eq!(
-            align(&pts, 5.0),
-            vec![(0.0, 1.0), (5.0, 2.0), (10.0, 3.0), (30.0, 4.0)]
-        );
-        assert!(align(&[], 5.0).is_empty());
-    }
-}

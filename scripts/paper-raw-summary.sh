@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Regenerates assets/paper-raw-summary.json: our own `aggregate` over the 98 pairs the paper
+# published (../shared/reference/paper-raw/paired_metric_exports, 20 MB, not in the repository).
+# The experiment report shows these numbers beside the paper's published headline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+raw=${1:-../shared/reference/paper-raw/paired_metric_exports}
+[[ -d $raw ]] || { echo "usage: $0 [PATH/TO/paired_metric_exports] (not found: $raw)" >&2; exit 2; }
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+cargo run --quiet --release -- aggregate --runs "$raw" --out "$out/agg"
+cp "$out/agg/summary.json" assets/paper-raw-summary.json
+echo "wrote assets/paper-raw-summary.json"

@@ -1,0 +1,229 @@
+//! `report.md`: the verdict, our numbers beside the paper's (headline and raw data), where the
+//! requests went, replicas over time, figures, configuration, machine.
+
+use super::{Report, RoleNumbers};
+
+pub(super) fn opt_s(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.0} s")).unwrap_or_else(|| "—".into())
+}
+
+/// A count or a mean of counts: whole numbers print as integers ("3", not "3.0").
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn timeline(r: &RoleNumbers) -> String {
+    r.per_run
+        .iter()
+        .map(|run| {
+            let steps: Vec<String> = run
+                .replicas_over_time
+                .iter()
+                .map(|(t, v)| format!("{}@{t:.0}s", num(*v)))
+                .collect();
+            format!("pair {}: {}", run.pair, steps.join(" → "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Rows of the summary table: (what, baseline, scaled, paper headline b/s, paper raw data b/s).
+fn summary_rows(r: &Report) -> Vec<[String; 7]> {
+    let (b, s, raw) = (&r.baseline, &r.scaled, &r.paper_raw);
+    let secs = |v: f64| format!("{v:.2} s");
+    let whole = |v: f64| format!("{v:.0}");
+    let e = String::new;
+    vec![
+        [
+            "p99 request duration, peak".into(),
+            secs(b.p99_peak_s),
+            secs(s.p99_peak_s),
+            "≈ 64 s".into(),
+            "≈ 2.6 s".into(),
+            format!(
+                "{} (mean curve); runs' own: median {}",
+                secs(raw.baseline.p99_peak_s),
+                secs(raw.baseline.p99_run_peak_median_s)
+            ),
+            format!(
+                "{} (mean curve); runs' own: median {}",
+                secs(raw.scaled.p99_peak_s),
+                secs(raw.scaled.p99_run_peak_median_s)
+            ),
+        ],
+        [
+            "p99 request duration, at end".into(),
+            secs(b.p99_end_s),
+            secs(s.p99_end_s),
+            e(),
+            e(),
+            e(),
+            e(),
+        ],
+        [
+            "thread-pool queue, peak".into(),
+            whole(b.queue_peak),
+            whole(s.queue_peak),
+            "≈ 48".into(),
+            "≈ 25".into(),
+            whole(raw.baseline.queue_peak),
+            whole(raw.scaled.queue_peak),
+        ],
+        [
+            "process threads, peak (all replicas)".into(),
+            whole(b.threads_peak),
+            whole(s.threads_peak),
+            e(),
+            e(),
+            whole(raw.baseline.threads_peak),
+            whole(raw.scaled.threads_peak),
+        ],
+        [
+            "busy worker threads, peak".into(),
+            whole(b.busy_peak),
+            whole(s.busy_peak),
+            e(),
+            e(),
+            whole(raw.baseline.busy_peak),
+            whole(raw.scaled.busy_peak),
+        ],
+        [
+            "runs with a scale event".into(),
+            format!("{}/{}", b.runs_with_scale_event, b.runs),
+            format!("{}/{}", s.runs_with_scale_event, s.runs),
+            "0".into(),
+            "all".into(),
+            "0".into(),
+            format!("{}/{}", raw.runs_with_scale_event, raw.scaled.runs),
+        ],
+        [
+            "time to first scale".into(),
+            opt_s(b.first_scale_s),
+            opt_s(s.first_scale_s),
+            e(),
+            "≈ 24 s".into(),
+            e(),
+            format!(
+                "median {:.0} s ({:.0}–{:.0} s)",
+                raw.first_scale_median_s, raw.first_scale_min_s, raw.first_scale_max_s
+            ),
+        ],
+        [
+            "replicas, most".into(),
+            num(b.replicas_max),
+            num(s.replicas_max),
+            "1".into(),
+            e(),
+            e(),
+            e(),
+        ],
+    ]
+}
+
+fn requests_table(r: &Report) -> String {
+    let (b, s) = (&r.baseline.requests, &r.scaled.requests);
+    let rows = [
+        ("iterations scheduled", b.scheduled, s.scheduled),
+        ("requests sent", b.started, s.started),
+        ("answered with the expected status", b.succeeded, s.succeeded),
+        (
+            "failed (error or unexpected status, time-outs included)",
+            b.failed,
+            s.failed,
+        ),
+        ("of which timed out", b.timed_out, s.timed_out),
+        (
+            "interrupted (in flight when the load ended, never answered)",
+            b.interrupted,
+            s.interrupted,
+        ),
+        ("dropped (never sent: no free VU)", b.dropped, s.dropped),
+    ];
+    let mut md = format!(
+        "## Requests (sums over {} baseline and {} scaled runs, from each run's `load_summary.json`)\n\n| | baseline | scaled |\n|---|---:|---:|\n",
+        r.baseline.runs, r.scaled.runs
+    );
+    for (name, x, y) in rows {
+        md.push_str(&format!("| {name} | {x} | {y} |\n"));
+    }
+    md.push('\n');
+    md
+}
+
+pub fn render_markdown(r: &Report) -> String {
+    let (b, s) = (&r.baseline, &r.scaled);
+    let p = &r.state.profile;
+    let mut md = String::new();
+    md.push_str("# starvation experiment report\n\n");
+    md.push_str(&format!(
+        "{} pair(s), profile `{}`, backend {}, monitor {}; generated {}.\n\n",
+        r.state.runs,
+        p.name,
+        r.backend,
+        r.monitor,
+        r.generated.to_rfc3339()
+    ));
+    md.push_str(&format!(
+        "**Verdict:** {}\n\n",
+        if r.verdict_scaling_helped {
+            "scaling helped — every scaled run scaled out, no baseline run did, and the scaled p99 peak is below the baseline's."
+        } else {
+            "NOT shown — see the table: a scaled run did not scale, a baseline run did, or the scaled p99 peak is not below the baseline's."
+        }
+    ));
+    md.push_str("## Summary (mean over runs)\n\n");
+    md.push_str(
+        "| | baseline | scaled | paper headline, baseline | paper headline, scaled | paper raw data, baseline | paper raw data, scaled |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for row in summary_rows(r) {
+        md.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    md.push_str(&format!(
+        "\nThe paper's two sets of numbers differ. *Headline*: its published 100-run mean curves. \
+         *Raw data*: its published exports ({} complete pairs) read by our own `starvation aggregate` \
+         (one series per replica, {} overwritten p99 files left out: {}); a plain per-offset mean of \
+         those exports does not reproduce the published curves.\n\n",
+        r.paper_raw.complete_pairs,
+        r.paper_raw.left_out.len(),
+        r.paper_raw.left_out.join(", ")
+    ));
+    md.push_str(&requests_table(r));
+    md.push_str("Replicas over time (count@seconds from load start):\n\n");
+    md.push_str(&format!("- baseline: {}\n", timeline(b)));
+    md.push_str(&format!("- scaled: {}\n\n", timeline(s)));
+    md.push_str("## Figures\n\n");
+    for f in &r.figures {
+        md.push_str(&format!("![{f}]({f})\n\n"));
+    }
+    md.push_str("## Configuration\n\n```toml\n");
+    md.push_str(&p.to_toml());
+    md.push_str("```\n\nRuns: `runs/pair_N/{baseline,scaled}/` (exports as Prometheus `query_range` JSON, `run.json`, `alerts.json`, `load_summary.json`); mean datasets: `aggregate/`.\n\n");
+    md.push_str("## Software and machine\n\n");
+    md.push_str(&format!(
+        "- starvation {}\n- {}\n- {} ({} CPUs, {} GiB), kernel {}, host {}\n",
+        r.starvation_version,
+        r.machine.os,
+        r.machine.cpu_model,
+        r.machine.cpus,
+        r.machine.memory_gib,
+        r.machine.kernel,
+        r.machine.hostname
+    ));
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_print_as_integers() {
+        assert_eq!(num(3.0), "3");
+        assert_eq!(num(2.5), "2.5");
+        assert_eq!(num(0.0), "0");
+    }
+}

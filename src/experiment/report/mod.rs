@@ -1,0 +1,134 @@
+//! After the runs: aggregate, figures, and `report.md` + `report.json`.
+
+mod markdown;
+mod numbers;
+mod paper;
+
+pub use markdown::render_markdown;
+pub use numbers::{RequestCounts, RoleNumbers, RunNumbers, read_load_summary, role_numbers};
+pub use paper::*;
+
+use serde::Serialize;
+use std::path::Path;
+
+use super::State;
+use crate::results::runmeta::Role;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub hostname: String,
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub os: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub format: String,
+    pub generated: chrono::DateTime<chrono::Utc>,
+    pub starvation_version: String,
+    pub backend: String,
+    pub monitor: String,
+    pub state: State,
+    pub baseline: RoleNumbers,
+    pub scaled: RoleNumbers,
+    /// The paper's headline (published mean curves, 100 runs).
+    pub paper: serde_json::Value,
+    /// The paper's published raw exports, read by our own aggregate.
+    pub paper_raw: RawNumbers,
+    /// Scale events in every scaled run and none in any baseline run, and the scaled p99 peak
+    /// below the baseline's.
+    pub verdict_scaling_helped: bool,
+    pub machine: Machine,
+    pub figures: Vec<String>,
+}
+
+fn machine() -> Machine {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu_model = read("/proc/cpuinfo")
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    let memory_gib = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0)
+        .unwrap_or(0.0);
+    Machine {
+        hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        cpu_model,
+        memory_gib,
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+        os: read("/etc/os-release")
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// Aggregate, draw, and write the report; returns lines for the terminal.
+pub fn finish(out: &Path, st: &State) -> anyhow::Result<Vec<String>> {
+    let runs_dir = out.join("runs");
+    let agg = out.join("aggregate");
+    crate::results::aggregate::aggregate(&runs_dir, &agg)?;
+    let figs = out.join("figures");
+    let data = crate::figures::read_mean_data(&agg)?;
+    let window = crate::figures::recorded_window(&agg)?;
+    let written = crate::figures::draw_all(&data, &figs, &[crate::figures::Format::Png], window)?;
+    let figures: Vec<String> = written
+        .iter()
+        .filter_map(|p| p.strip_prefix(out).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    let baseline = role_numbers(&runs_dir, Role::Baseline)?;
+    let scaled = role_numbers(&runs_dir, Role::Scaled)?;
+    let verdict = scaled.runs > 0
+        && scaled.runs_with_scale_event == scaled.runs
+        && baseline.runs_with_scale_event == 0
+        && scaled.p99_peak_s < baseline.p99_peak_s;
+    let report = Report {
+        format: "starvation-report/1".into(),
+        generated: chrono::Utc::now(),
+        starvation_version: env!("CARGO_PKG_VERSION").into(),
+        backend: st.backend.as_str().into(),
+        monitor: st.monitor.as_str().into(),
+        state: st.clone(),
+        baseline,
+        scaled,
+        paper: serde_json::json!({
+            "runs": 100,
+            "baseline": {"p99_peak_s": PAPER_BASELINE_P99_S, "queue_peak": PAPER_BASELINE_QUEUE_PEAK},
+            "scaled": {"p99_s": PAPER_SCALED_P99_S, "queue_peak": PAPER_SCALED_QUEUE_PEAK},
+        }),
+        paper_raw: paper_raw(),
+        verdict_scaling_helped: verdict,
+        machine: machine(),
+        figures,
+    };
+    crate::results::fsutil::write_atomic(
+        &out.join("report.json"),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
+    let md = render_markdown(&report);
+    crate::results::fsutil::write_atomic(&out.join("report.md"), md.as_bytes())?;
+    Ok(vec![
+        format!(
+            "baseline: p99 peak {:.2} s, queue peak {:.0}; scaled: p99 peak {:.2} s, queue peak {:.0}, first scale {}",
+            report.baseline.p99_peak_s,
+            report.baseline.queue_peak,
+            report.scaled.p99_peak_s,
+            report.scaled.queue_peak,
+            markdown::opt_s(report.scaled.first_scale_s)
+        ),
+        format!("report: {}", out.join("report.md").display()),
+    ])
+}
