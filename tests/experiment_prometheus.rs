@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 const TEST: &str = "quick_pair_with_real_prometheus";
 
 #[test]
+#[ignore = "needs Prometheus, Pushgateway, Alertmanager: apt-get install prometheus prometheus-pushgateway prometheus-alertmanager (.ci/run does)"]
 fn quick_pair_with_real_prometheus() {
     for (bin, package) in starvation::monitor::prometheus::BINARIES {
-        if external(bin, package, TEST).is_none() {
-            return;
-        }
+        external(bin, package, TEST);
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("exp");

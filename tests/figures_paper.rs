@@ -56,7 +56,7 @@ fn decode(path: &Path) -> Pixels {
 
 #[test]
 fn paper_figures_render_with_both_series() {
-    let data = read_mean_data(&common::reference_dir().join("paper-means")).unwrap();
+    let data = read_mean_data(&common::paper_fixtures().join("paper-means")).unwrap();
     let out = tempfile::tempdir().unwrap();
     let written = draw_all(
         &data,
@@ -111,7 +111,7 @@ fn paper_figures_render_with_both_series() {
 #[test]
 fn colour_checks_tell_the_series_apart() {
     // With only the baseline present there is no red and no band: the checks above mean something.
-    let full = read_mean_data(&common::reference_dir().join("paper-means")).unwrap();
+    let full = read_mean_data(&common::paper_fixtures().join("paper-means")).unwrap();
     let only_baseline = MeanData {
         baseline: full.baseline.clone(),
         ..Default::default()
@@ -154,7 +154,7 @@ fn bad_data_dirs_are_explained() {
 
 #[test]
 fn overlays_shade_the_5_to_95_percent_band_when_stats_exist() {
-    let full = read_mean_data(&common::reference_dir().join("paper-means")).unwrap();
+    let full = read_mean_data(&common::paper_fixtures().join("paper-means")).unwrap();
     let metric = "System Runtime ThreadPool Queue Length";
     let mut data = MeanData {
         baseline: full.baseline.clone(),

@@ -10,7 +10,7 @@ use starvation::results::fsutil::request_cancel;
 
 #[test]
 fn cancelled_work_stops_without_partial_files() {
-    let reference = common::reference_dir();
+    let reference = common::paper_fixtures();
     let data = read_mean_data(&reference.join("paper-means")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     request_cancel();

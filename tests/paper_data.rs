@@ -30,7 +30,7 @@ fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 #[test]
 fn every_paper_export_reads_without_loss() {
     let exports = files_with_suffix(
-        &common::reference_dir().join("paper-exports"),
+        &common::paper_fixtures().join("paper-exports"),
         "_export.json",
     );
     assert_eq!(exports.len(), 21, "10 baseline + 11 scaled export files");
@@ -67,7 +67,7 @@ fn every_paper_export_reads_without_loss() {
 
 #[test]
 fn paper_pair_is_paired_by_scale_event() {
-    let root = common::reference_dir().join("paper-exports");
+    let root = common::paper_fixtures().join("paper-exports");
     let pairs = discover(&root).unwrap();
     assert!(pairs.unplaced.is_empty(), "{:?}", pairs.unplaced);
     let complete = pairs.complete();
@@ -102,7 +102,7 @@ fn parse_csv_independently(path: &Path) -> Vec<(f64, f64)> {
 
 #[test]
 fn every_paper_mean_reads_without_loss() {
-    let means = common::reference_dir().join("paper-means");
+    let means = common::paper_fixtures().join("paper-means");
     let data = read_mean_data(&means).unwrap();
     let mut checked = 0;
     for (role, dir) in [(Role::Baseline, "initial"), (Role::Scaled, "scaled")] {
@@ -129,7 +129,7 @@ fn every_paper_mean_reads_without_loss() {
 
 #[test]
 fn aggregating_the_paper_pair_reproduces_its_samples() {
-    let root = common::reference_dir().join("paper-exports");
+    let root = common::paper_fixtures().join("paper-exports");
     let out = tempfile::tempdir().unwrap();
     let summary = starvation::results::aggregate::aggregate(&root, out.path()).unwrap();
     assert_eq!(
@@ -181,4 +181,159 @@ fn aggregating_the_paper_pair_reproduces_its_samples() {
     let l = summary.p99_latency.unwrap();
     assert!(l.baseline_peak_s > l.scaled_peak_s);
     assert!(out.path().join("summary.md").exists());
+}
+
+/// `(ts, value)` of the one series in `file` whose `job` label is `job`.
+fn series_of_job(file: &Path, job: &str) -> Vec<(f64, f64)> {
+    let v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let s = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["metric"]["job"] == job)
+        .unwrap_or_else(|| panic!("{}: no {job} series", file.display()));
+    s["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_f64().unwrap(),
+                p[1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn raw(pair: &str) -> PathBuf {
+    common::paper_fixtures().join("raw").join(pair)
+}
+
+/// pair_10: every run's busy-threads export holds the one replica twice, through the
+/// Pushgateway and through the direct scrape. Counted once, the Pushgateway's sample winning
+/// and the scrape filling the steps the Pushgateway lacks; never their sum.
+#[test]
+fn one_replica_in_two_series_counts_once() {
+    let out = tempfile::tempdir().unwrap();
+    let summary = starvation::results::aggregate::aggregate(&raw("pair_10"), out.path()).unwrap();
+    assert_eq!(summary.complete_pairs, 1);
+    let busy = summary
+        .metrics
+        .iter()
+        .find(|m| m.metric == metrics::BUSY_WORKER_THREADS)
+        .unwrap();
+    assert_eq!(busy.runs_with_duplicate_series, 2);
+    let run = raw("pair_10").join("2024-04-15_07-54-38");
+    let file = run.join("Busy_Worker_Threads_export.json");
+    let pushed = series_of_job(&file, "pushgateway");
+    let scraped = series_of_job(&file, "webserver");
+    let mut expected: std::collections::BTreeMap<i64, f64> =
+        scraped.iter().map(|&(t, v)| (t as i64, v)).collect();
+    expected.extend(pushed.iter().map(|&(t, v)| (t as i64, v)));
+    let t0 = *expected.keys().next().unwrap() as f64;
+    let expected: Vec<(f64, f64)> = expected
+        .into_iter()
+        .map(|(t, v)| (t as f64 - t0, v))
+        .collect();
+    let got = parse_csv_independently(
+        &out.path()
+            .join("baseline/Busy_Worker_Threads_export_mean_values.csv"),
+    );
+    assert_eq!(got, expected);
+    // The doubled reading is gone: the peak is the larger of the two paths, not their sum.
+    let peak_sum = pushed
+        .iter()
+        .filter_map(|&(t, v)| Some(v + scraped.iter().find(|s| s.0 == t)?.1))
+        .fold(0.0, f64::max);
+    let peak = busy.baseline.as_ref().unwrap().peak;
+    assert!(peak < peak_sum, "peak {peak} vs summed {peak_sum}");
+    let md = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
+    assert!(
+        md.contains("Busy Worker Threads (2 runs)"),
+        "summary.md does not say what it merged:\n{md}"
+    );
+}
+
+/// pair_103: the p99 file of both runs holds per-status `histogram_sum(rate(…))` series. They
+/// are left out of the p99 (and said so on stderr and in summary.md); the rest is aggregated.
+#[test]
+fn an_overwritten_p99_file_is_left_out_and_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("means");
+    let o = std::process::Command::new(common::starvation_bin())
+        .args(["aggregate", "--runs"])
+        .arg(raw("pair_103"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for run in ["2024-04-16_23-37-40", "2024-04-16_23-40-48"] {
+        assert!(
+            stderr.contains(&format!("left out: "))
+                && stderr.contains(run)
+                && stderr.contains("per status"),
+            "stderr does not name {run}:\n{stderr}"
+        );
+    }
+    assert!(!stdout.contains("p99 latency peak"), "{stdout}");
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("2 files left out"), "{md}");
+    assert!(md.contains("2024-04-16_23-37-40"), "{md}");
+    assert!(
+        !out.join("baseline/Request_Duration_export_mean_values.csv")
+            .exists()
+    );
+    assert!(
+        out.join("baseline/System_Runtime_ThreadPool_Queue_Length_export_mean_values.csv")
+            .exists()
+    );
+    // Both pairs together: the p99 comes from pair_10 alone, one run per role.
+    let both = tmp.path().join("both");
+    let summary = starvation::results::aggregate::aggregate(&raw(""), &both).unwrap();
+    assert_eq!(summary.complete_pairs, 2);
+    assert_eq!(summary.left_out.len(), 2);
+    let p99 = summary
+        .metrics
+        .iter()
+        .find(|m| m.metric == metrics::REQUEST_DURATION_P99)
+        .unwrap();
+    assert_eq!(p99.baseline.as_ref().unwrap().runs, 1);
+    assert_eq!(p99.scaled.as_ref().unwrap().runs, 1);
+    // No p99 above a minute: the per-status sums (up to 1700) are not in it.
+    assert!(summary.p99_latency.unwrap().baseline_peak_s < 60.0);
+}
+
+/// `aggregate` replaces --out whole: nothing of an older aggregation survives, and a failed run
+/// leaves the older output as it was.
+#[test]
+fn aggregate_output_is_replaced_whole_or_not_at_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("means");
+    starvation::results::aggregate::aggregate(&raw("pair_10"), &out).unwrap();
+    let p99_csv = out.join("baseline/Request_Duration_export_mean_values.csv");
+    assert!(p99_csv.exists());
+    starvation::results::aggregate::aggregate(&raw("pair_103"), &out).unwrap();
+    assert!(!p99_csv.exists(), "a CSV of the older aggregation survived");
+
+    // A run with a broken export: an error, and the previous output intact.
+    let before = std::fs::read(out.join("summary.json")).unwrap();
+    let broken = tmp.path().join("broken/pair_1/run_a");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("Busy_Worker_Threads_export.json"), "{not json").unwrap();
+    let err = starvation::results::aggregate::aggregate(&tmp.path().join("broken"), &out)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Busy_Worker_Threads_export.json"), "{err}");
+    assert_eq!(std::fs::read(out.join("summary.json")).unwrap(), before);
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with('.')),
+        "staging folders left behind: {names:?}"
+    );
 }

@@ -104,7 +104,7 @@ fn subcommands_parse_their_flags() {
 
 #[tokio::test]
 async fn aggregate_then_figures_on_the_paper_pair() {
-    let reference = common::reference_dir();
+    let reference = common::paper_fixtures();
     let tmp = tempfile::tempdir().unwrap();
     let means = tmp.path().join("means");
     let figs = tmp.path().join("figs");

@@ -214,7 +214,10 @@ mod tests {
         put(&mut points, m::TOTAL_REQUESTS, 59.0, 400.0);
         put(&mut points, m::TOTAL_REQUESTS, 60.0, 430.0);
         put(&mut points, m::TOTAL_REQUESTS, 60.0, 435.0);
-        assert_eq!(points[m::TOTAL_REQUESTS], vec![(59.0, 400.0), (60.0, 435.0)]);
+        assert_eq!(
+            points[m::TOTAL_REQUESTS],
+            vec![(59.0, 400.0), (60.0, 435.0)]
+        );
     }
 
     #[test]

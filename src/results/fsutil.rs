@@ -246,7 +246,9 @@ mod tests {
         let other = root.path().join("photos");
         std::fs::create_dir_all(&other).unwrap();
         std::fs::write(other.join("cat.jpg"), "meow").unwrap();
-        let err = StagedDir::new(&other, "--out", "summary.json").err().unwrap();
+        let err = StagedDir::new(&other, "--out", "summary.json")
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("new or empty folder"), "{err}");
         assert!(other.join("cat.jpg").exists());
     }

@@ -270,8 +270,7 @@ fn ts_key(ts: f64) -> i64 {
 pub fn combine_series(series: &[Series], how: Combine) -> Combined {
     let mut out = Combined::default();
     // Per replica (or per series without one): timestamp → (ts, value, from the Pushgateway).
-    let mut replicas: BTreeMap<(String, String), BTreeMap<i64, (f64, f64, bool)>> =
-        BTreeMap::new();
+    let mut replicas: BTreeMap<(String, String), BTreeMap<i64, (f64, f64, bool)>> = BTreeMap::new();
     let mut seen_keys: BTreeMap<(String, String), usize> = BTreeMap::new();
     for (i, s) in series.iter().enumerate() {
         let key = replica_key(&s.metric).unwrap_or_else(|| (format!("#{i}"), String::new()));
@@ -400,8 +399,10 @@ mod tests {
     #[test]
     fn nonfinite_samples_are_skipped_and_counted() {
         let c = combine_series(
-            &[series(&[(0.0, f64::NAN), (5.0, f64::INFINITY), (10.0, 2.0)]),
-              series(&[(5.0, f64::NEG_INFINITY), (10.0, 1.0)])],
+            &[
+                series(&[(0.0, f64::NAN), (5.0, f64::INFINITY), (10.0, 2.0)]),
+                series(&[(5.0, f64::NEG_INFINITY), (10.0, 1.0)]),
+            ],
             Combine::Mean,
         );
         assert_eq!(c.points, vec![(10.0, 1.5)]);

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: real processes with kill-on-drop guards, free
-//! loopback ports, and the rule for external binaries (fail under CI, skip loudly elsewhere).
+//! loopback ports, and the rule for external binaries: a test that needs one is
+//! `#[ignore = "needs …"]` (a plain `cargo test` lists it as ignored), and when it runs
+//! (`cargo test -- --include-ignored`, as `.ci/run` does) a missing binary fails it.
 #![allow(dead_code)]
 
 pub mod experiment;
@@ -10,36 +12,25 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Finds an external binary. Missing: under `STARVATION_REQUIRE_EXTERNAL=1` (set by `.ci/run`)
-/// the test fails; otherwise it prints a loud SKIPPED line and the caller returns.
-pub fn external(binary: &str, package: &str, test: &str) -> Option<PathBuf> {
+/// Finds an external binary on PATH, or fails the test saying how to install it. Tests that
+/// call this are `#[ignore = "needs …"]`: they run only when asked for, and then must not pass
+/// after testing nothing.
+pub fn external(binary: &str, package: &str, test: &str) -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
         let path = PathBuf::from(dir).join(binary);
         if path.is_file() {
-            return Some(path);
+            return path;
         }
     }
-    let msg = format!("{binary} not found: install it with `apt-get install {package}`");
-    if std::env::var("STARVATION_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-        panic!("{test}: {msg} (STARVATION_REQUIRE_EXTERNAL=1 forbids skipping)");
-    }
-    eprintln!("\n*** SKIPPED {test}: {msg} ***\n");
-    None
+    panic!("{test}: {binary} not found: install it with `apt-get install {package}`");
 }
 
-/// The shared reference data: `$STARVATION_REFERENCE_DIR`, else
-/// `<crate>/../shared/reference` (CI clones the repository with `shared/` beside it).
-pub fn reference_dir() -> PathBuf {
-    let dir = std::env::var_os("STARVATION_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"));
-    assert!(
-        dir.join("paper-exports").is_dir() && dir.join("paper-means").is_dir(),
-        "reference data not found: looked for paper-exports/ and paper-means/ in {} \
-         (set STARVATION_REFERENCE_DIR to the directory holding them)",
-        dir.display()
-    );
-    dir
+/// The paper's data the tests read, shipped in the repository (`tests/fixtures/paper/`): its
+/// one published pair (`paper-exports/`), its published means (`paper-means/`), and two raw
+/// pairs that show the traps of its exporter (`raw/pair_10`: one replica in two series;
+/// `raw/pair_103`: the p99 file overwritten by a per-status query).
+pub fn paper_fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/paper")
 }
 
 /// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
@@ -120,9 +111,9 @@ pub fn spawn_serve(args: &[&str]) -> (Proc, SocketAddr) {
     (proc, addr)
 }
 
-/// Starts the Debian Pushgateway on a free loopback port; `None` when skipped.
-pub async fn start_pushgateway(test: &str) -> Option<(Proc, String)> {
-    let bin = external("prometheus-pushgateway", "prometheus-pushgateway", test)?;
+/// Starts the Debian Pushgateway on a free loopback port.
+pub async fn start_pushgateway(test: &str) -> (Proc, String) {
+    let bin = external("prometheus-pushgateway", "prometheus-pushgateway", test);
     let port = free_port();
     let child = Command::new(bin)
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -136,7 +127,7 @@ pub async fn start_pushgateway(test: &str) -> Option<(Proc, String)> {
     };
     let url = format!("http://127.0.0.1:{port}");
     wait_http_ok(&format!("{url}/-/ready"), Duration::from_secs(20)).await;
-    Some((proc, url))
+    (proc, url)
 }
 
 pub async fn wait_http_ok(url: &str, timeout: Duration) {
@@ -341,28 +332,22 @@ pub fn docker_ok(args: &[&str]) -> String {
     text
 }
 
-/// This node's id in an active Swarm, or None: skipped loudly, or a failure under
-/// STARVATION_REQUIRE_EXTERNAL=1.
-pub fn swarm_or_skip(test: &str) -> Option<String> {
-    external("docker", "docker.io", test)?;
+/// This node's id in an active Swarm; fails the test saying what to do when there is none.
+pub fn swarm_node(test: &str) -> String {
+    external("docker", "docker.io", test);
     let (ok, state) = docker(&[
         "info",
         "--format",
         "{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}",
     ]);
     let mut parts = state.split_whitespace();
-    let why = match (ok, parts.next(), parts.next()) {
-        (true, Some("active"), Some(node)) => return Some(node.to_owned()),
-        (false, ..) => format!("no Docker Engine: {state}"),
-        _ => {
-            format!("not in a swarm ({state}): run `docker swarm init --advertise-addr 127.0.0.1`")
-        }
-    };
-    if std::env::var("STARVATION_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-        panic!("{test}: {why} (STARVATION_REQUIRE_EXTERNAL=1 forbids skipping)");
+    match (ok, parts.next(), parts.next()) {
+        (true, Some("active"), Some(node)) => node.to_owned(),
+        (false, ..) => panic!("{test}: no Docker Engine: {state}"),
+        _ => panic!(
+            "{test}: not in a swarm ({state}): run `docker swarm init --advertise-addr 127.0.0.1`"
+        ),
     }
-    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
-    None
 }
 
 /// The five images of the stack, tagged `tag`.

@@ -129,7 +129,11 @@ fn requests_table(r: &Report) -> String {
     let rows = [
         ("iterations scheduled", b.scheduled, s.scheduled),
         ("requests sent", b.started, s.started),
-        ("answered with the expected status", b.succeeded, s.succeeded),
+        (
+            "answered with the expected status",
+            b.succeeded,
+            s.succeeded,
+        ),
         (
             "failed (error or unexpected status, time-outs included)",
             b.failed,

@@ -111,7 +111,10 @@ mod tests {
         // One series per replica: busy threads were doubled before (peak 121).
         assert!(raw.baseline.busy_peak < 70.0, "{raw:?}");
         // The published headline cannot be re-derived from the exports.
-        assert!(raw.baseline.p99_peak_s < PAPER_BASELINE_P99_S / 2.0, "{raw:?}");
+        assert!(
+            raw.baseline.p99_peak_s < PAPER_BASELINE_P99_S / 2.0,
+            "{raw:?}"
+        );
         assert!(raw.scaled.p99_peak_s > PAPER_SCALED_P99_S * 2.0, "{raw:?}");
     }
 }

@@ -155,7 +155,11 @@ pub fn load_run(run: &RunDir, step: f64) -> Result<RunData, ResultsError> {
         None => {
             let mut prev = 0.0;
             let mut rises = Vec::new();
-            for &(t, v) in raw.get(metrics::SCALE_EVENT).map(Vec::as_slice).unwrap_or(&[]) {
+            for &(t, v) in raw
+                .get(metrics::SCALE_EVENT)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
                 if v > prev {
                     rises.push(t);
                 }
@@ -198,6 +202,9 @@ mod tests {
         let why = foreign_series(p99, &[s.clone()]).unwrap();
         assert!(why.contains("status") && why.contains("left out"), "{why}");
         // Other metrics are not judged by the p99's labels.
-        assert_eq!(foreign_series(metrics::spec(metrics::TOTAL_REQUESTS), &[s]), None);
+        assert_eq!(
+            foreign_series(metrics::spec(metrics::TOTAL_REQUESTS), &[s]),
+            None
+        );
     }
 }

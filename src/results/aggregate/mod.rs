@@ -337,7 +337,10 @@ pub fn aggregate_with(
     };
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
     write_atomic(&out.join("summary.json"), &json)?;
-    write_atomic(&out.join("summary.md"), render_markdown(&summary).as_bytes())?;
+    write_atomic(
+        &out.join("summary.md"),
+        render_markdown(&summary).as_bytes(),
+    )?;
     super::fsutil::check_cancel()?;
     staged.commit()?;
     Ok(summary)
@@ -384,4 +387,3 @@ pub async fn run(opts: AggregateOpts) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
