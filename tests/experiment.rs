@@ -61,10 +61,23 @@ fn interrupt_leaves_nothing_running_and_resume_completes() {
     assert!(!out.join("runs/pair_1/baseline/run.json").exists());
     assert!(!out.join("report.md").exists());
 
-    // Without --resume the folder is refused; with it the experiment completes.
+    // Without --resume the folder is refused; with it the experiment completes. A bad flag is
+    // reported as the bad flag, not as the folder.
     let mut again = experiment(&["--profile", profile, "--out", out_s]);
     let st = again.wait_for(Duration::from_secs(30)).unwrap();
     assert!(!st.success());
+    for (flag, value) in [("--runs", "0"), ("--profile", "nonsense")] {
+        let o = Command::new(starvation_bin())
+            .args(["experiment", flag, value, "--out", out_s])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(
+            err.contains(flag) && !err.contains("already holds"),
+            "{err}"
+        );
+    }
     let mut resumed = experiment(&["--resume", "--out", out_s]);
     let st = resumed
         .wait_for(Duration::from_secs(180))
@@ -76,6 +89,120 @@ fn interrupt_leaves_nothing_running_and_resume_completes() {
     assert!(out.join("report.md").exists());
     assert!(out.join("report.json").exists());
     assert!(processes_mentioning(out_s).is_empty());
+}
+
+/// The README's first command twice in one folder: two dated experiments and `latest` at the
+/// second. And in each, the report's request counts are the sums of its runs'
+/// `load_summary.json`, counter by counter, as are the exports' and the aggregate's totals.
+#[test]
+fn running_twice_makes_two_experiments_whose_counts_match_the_load_summaries() {
+    let cwd = tempfile::tempdir().unwrap();
+    let profile = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/experiment-counts.toml"
+    );
+    let mut folders = Vec::new();
+    for _ in 0..2 {
+        let o = Command::new(starvation_bin())
+            .args(["experiment", "--profile", profile])
+            .current_dir(cwd.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let latest = std::fs::read_link(cwd.path().join("experiment/latest")).unwrap();
+        folders.push(cwd.path().join("experiment").join(latest));
+    }
+    assert_ne!(
+        folders[0], folders[1],
+        "the second run reused the first folder"
+    );
+    for out in &folders {
+        assert!(out.join("report.md").exists(), "{}", out.display());
+        assert_counts_match(out);
+    }
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+/// The last value of a counter export.
+fn last_export_value(dir: &Path, file: &str) -> u64 {
+    let r = starvation::results::promjson::read_export(&dir.join(file)).unwrap();
+    let c = starvation::results::metrics::combine_series(
+        r.series().unwrap(),
+        starvation::results::metrics::Combine::Sum,
+    );
+    c.points.last().map(|p| p.1).unwrap_or(0.0) as u64
+}
+
+fn assert_counts_match(out: &Path) {
+    let report = json(&out.join("report.json"));
+    let summary = json(&out.join("aggregate/summary.json"));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for role in ["baseline", "scaled"] {
+        let dir = out.join(format!("runs/pair_1/{role}"));
+        let load = json(&dir.join("load_summary.json"));
+        let get = |k: &str| load[k].as_u64().unwrap();
+        let expected = [
+            ("scheduled", get("scheduled")),
+            ("started", get("started")),
+            ("completed", get("completed")),
+            ("succeeded", get("completed") - get("failed")),
+            ("failed", get("failed")),
+            ("timed_out", load["errors"]["timeout"].as_u64().unwrap()),
+            ("interrupted", get("interrupted")),
+            ("dropped", get("dropped")),
+        ];
+        for (k, v) in expected {
+            assert_eq!(report[role]["requests"][k], v, "{role} {k}: {report:#}");
+        }
+        // This profile loses requests to time-outs and drops.
+        assert!(
+            get("dropped") > 0 && load["errors"]["timeout"].as_u64().unwrap() > 0,
+            "{load}"
+        );
+        // The exports end with the load generator's own totals (no doubled last sample) …
+        assert_eq!(
+            last_export_value(&dir, "Total_Requests_export.json"),
+            get("requests"),
+            "{role}"
+        );
+        assert_eq!(
+            last_export_value(&dir, "Failed_Requests_export.json"),
+            get("failed"),
+            "{role}"
+        );
+        assert_eq!(
+            last_export_value(&dir, "Dropped_Iterations_export.json"),
+            get("dropped"),
+            "{role}"
+        );
+        // … and so does the aggregate.
+        let req = &summary[format!("requests_{role}")];
+        assert_eq!(
+            req["total_mean"].as_f64(),
+            Some(get("requests") as f64),
+            "{role}: {req}"
+        );
+        assert_eq!(
+            req["dropped_sum"].as_f64(),
+            Some(get("dropped") as f64),
+            "{role}: {req}"
+        );
+    }
+    for row in [
+        "| of which timed out |",
+        "| interrupted (in flight",
+        "| dropped (never sent",
+    ] {
+        assert!(md.contains(row), "report.md lacks {row:?}:\n{md}");
+    }
+    assert!(!md.contains(".0 |"), "a count printed as a float:\n{md}");
 }
 
 #[test]

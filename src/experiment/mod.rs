@@ -92,8 +92,8 @@ pub enum MonitorKind {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Opts {
-    /// Pairs of runs (baseline + scaled). Default 1 (on --resume: as first given).
-    #[arg(long)]
+    /// Pairs of runs (baseline + scaled), at least 1. Default 1 (on --resume: as first given).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: Option<u32>,
     /// `paper`, `quick` (the same shape, about two minutes a pair) or a TOML file
     /// (see scenarios/experiment-example.toml). On --resume: as first given.
@@ -110,10 +110,13 @@ pub struct Opts {
     /// this binary.
     #[arg(long)]
     pub rules: Option<PathBuf>,
-    /// Output folder: runs/, aggregate/, figures/, report.md, report.json.
-    #[arg(long, default_value = "experiment")]
-    pub out: PathBuf,
-    /// Continue an interrupted experiment in --out: finished runs are kept.
+    /// Output folder: runs/, aggregate/, figures/, report.md, report.json. It must not hold
+    /// another experiment (unless --resume). Default: a new folder
+    /// experiment/<YYYY-MM-DD_HH-MM-SS>/ each time, with experiment/latest pointing at it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue an interrupted experiment: the one in --out, by default experiment/latest.
+    /// Finished runs are kept.
     #[arg(long)]
     pub resume: bool,
     #[command(flatten)]
@@ -163,58 +166,45 @@ fn monitor_for(backend: BackendKind, monitor: Option<MonitorKind>) -> anyhow::Re
     }
 }
 
-fn prepare(opts: &Opts) -> anyhow::Result<State> {
-    let state_path = opts.out.join(STATE_FILE);
-    if opts.resume {
-        let bytes = std::fs::read(&state_path).with_context(|| {
-            format!(
-                "--resume: no experiment to continue in {} (no {STATE_FILE})",
-                opts.out.display()
-            )
-        })?;
-        let mut st: State = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: unreadable", state_path.display()))?;
-        anyhow::ensure!(
-            st.format == STATE_FORMAT,
-            "{}: format {:?}, this version reads {STATE_FORMAT:?}",
-            state_path.display(),
-            st.format
-        );
-        if let Some(p) = &opts.profile {
-            let given = Profile::resolve(p)?;
-            anyhow::ensure!(
-                given == st.profile,
-                "--resume --profile {p}: differs from the profile this experiment started with; \
-                 drop --profile to continue it, or use another --out"
-            );
-        }
-        if let Some(r) = opts.runs {
-            st.runs = r;
-        }
-        if opts.backend.is_some_and(|b| b != st.backend)
-            || opts.monitor.is_some_and(|m| m != st.monitor)
-        {
-            anyhow::bail!(
-                "--resume: this experiment started with --backend {} --monitor {}; drop \
-                 --backend/--monitor to continue it, or use another --out",
-                st.backend.as_str(),
-                st.monitor.as_str()
-            );
-        }
-        if st.monitor == MonitorKind::Embedded {
-            monitor::parse_rules(&st.rules)?;
-        }
-        st.swarm = st.swarm.resumed(&opts.swarm);
-        if st.backend == BackendKind::Swarm {
-            swarm::preflight(&st.swarm)?;
-        }
-        return Ok(st);
+/// The parent of the dated default output folders, and its `latest` link.
+pub const DEFAULT_OUT_ROOT: &str = "experiment";
+pub const LATEST_LINK: &str = "latest";
+
+/// A new dated folder under `root` (`2026-12-01_22-38-04`, `-2` … if taken).
+fn new_dated_dir(root: &Path) -> PathBuf {
+    let stamp = Utc::now().format("%Y-%m-%d_%H-%M-%S").to_string();
+    let mut dir = root.join(&stamp);
+    let mut n = 2;
+    while dir.exists() {
+        dir = root.join(format!("{stamp}-{n}"));
+        n += 1;
     }
-    if opts.out.join(STATE_FILE).exists() || opts.out.join("runs").exists() {
-        anyhow::bail!(
-            "--out {} already holds an experiment: continue it with --resume, or choose another --out",
-            opts.out.display()
-        );
+    dir
+}
+
+/// Point `root/latest` at `dir` (a relative symlink, replaced atomically).
+fn link_latest(root: &Path, dir: &Path) -> anyhow::Result<()> {
+    let Some(name) = dir.file_name() else {
+        return Ok(());
+    };
+    let link = root.join(LATEST_LINK);
+    let tmp = root.join(format!(".{LATEST_LINK}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(name, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, &link))
+        .with_context(|| format!("pointing {} at {}", link.display(), dir.display()))
+}
+
+/// The experiment's plan and its folder: read back on --resume, else checked and written.
+/// Every flag is checked before the output folder is looked at, so a bad flag is reported as
+/// the bad flag.
+fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
+    if opts.resume {
+        let out = opts
+            .out
+            .clone()
+            .unwrap_or_else(|| Path::new(DEFAULT_OUT_ROOT).join(LATEST_LINK));
+        return Ok((resume_state(opts, &out)?, out));
     }
     let profile = Profile::resolve(opts.profile.as_deref().unwrap_or("paper"))?;
     let rules_path = opts.rules.clone().or_else(|| profile.rules.clone());
@@ -240,11 +230,22 @@ fn prepare(opts: &Opts) -> anyhow::Result<State> {
             swarm::preflight(&opts.swarm)?;
         }
     }
-    let runs = opts.runs.unwrap_or(1);
-    anyhow::ensure!(runs >= 1, "--runs must be at least 1");
+    let out = match &opts.out {
+        Some(out) => {
+            if out.join(STATE_FILE).exists() || out.join("runs").exists() {
+                anyhow::bail!(
+                    "--out {} already holds an experiment: continue it with --resume --out {0}, \
+                     or choose another --out (without --out, each experiment gets a new folder)",
+                    out.display()
+                );
+            }
+            out.clone()
+        }
+        None => new_dated_dir(Path::new(DEFAULT_OUT_ROOT)),
+    };
     let st = State {
         format: STATE_FORMAT.into(),
-        runs,
+        runs: opts.runs.unwrap_or(1),
         profile,
         rules,
         started: Utc::now(),
@@ -252,9 +253,60 @@ fn prepare(opts: &Opts) -> anyhow::Result<State> {
         monitor: monitor_kind,
         swarm: opts.swarm.clone(),
     };
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("--out {}: cannot create it", opts.out.display()))?;
-    crate::results::fsutil::write_atomic(&state_path, &serde_json::to_vec_pretty(&st)?)?;
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("--out {}: cannot create it", out.display()))?;
+    crate::results::fsutil::write_atomic(&out.join(STATE_FILE), &serde_json::to_vec_pretty(&st)?)?;
+    if opts.out.is_none() {
+        link_latest(Path::new(DEFAULT_OUT_ROOT), &out)?;
+    }
+    Ok((st, out))
+}
+
+/// The saved plan of the experiment in `out`, checked against the flags given with --resume.
+fn resume_state(opts: &Opts, out: &Path) -> anyhow::Result<State> {
+    let state_path = out.join(STATE_FILE);
+    let bytes = std::fs::read(&state_path).with_context(|| {
+        format!(
+            "--resume: no experiment to continue in {} (no {STATE_FILE})",
+            out.display()
+        )
+    })?;
+    let mut st: State = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: unreadable", state_path.display()))?;
+    anyhow::ensure!(
+        st.format == STATE_FORMAT,
+        "{}: format {:?}, this version reads {STATE_FORMAT:?}",
+        state_path.display(),
+        st.format
+    );
+    if let Some(p) = &opts.profile {
+        let given = Profile::resolve(p)?;
+        anyhow::ensure!(
+            given == st.profile,
+            "--resume --profile {p}: differs from the profile this experiment started with; \
+             drop --profile to continue it, or start a new experiment"
+        );
+    }
+    if let Some(r) = opts.runs {
+        st.runs = r;
+    }
+    if opts.backend.is_some_and(|b| b != st.backend)
+        || opts.monitor.is_some_and(|m| m != st.monitor)
+    {
+        anyhow::bail!(
+            "--resume: this experiment started with --backend {} --monitor {}; drop \
+             --backend/--monitor to continue it, or start a new experiment",
+            st.backend.as_str(),
+            st.monitor.as_str()
+        );
+    }
+    if st.monitor == MonitorKind::Embedded {
+        monitor::parse_rules(&st.rules)?;
+    }
+    st.swarm = st.swarm.resumed(&opts.swarm);
+    if st.backend == BackendKind::Swarm {
+        swarm::preflight(&st.swarm)?;
+    }
     Ok(st)
 }
 
@@ -279,7 +331,8 @@ fn progress(total: u64) -> indicatif::ProgressBar {
 }
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
-    let st = prepare(&opts)?;
+    let (st, out) = prepare(&opts)?;
+    eprintln!("experiment folder: {}", out.display());
     let cancel = CancellationToken::new();
     {
         let signal = crate::workload::shutdown_signal()?;
@@ -296,7 +349,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let bar = progress(per_run * 2 * st.runs as u64);
     for pair in 1..=st.runs {
         for role in [Role::Baseline, Role::Scaled] {
-            let dir = run_dir(&opts.out, pair, role);
+            let dir = run_dir(&out, pair, role);
             if is_finished(&dir) {
                 bar.inc(per_run);
                 continue;
@@ -326,7 +379,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                         format!(
                             "interrupted at {}; `starvation experiment --resume --out {}` redoes this run\n",
                             Utc::now().to_rfc3339(),
-                            opts.out.display()
+                            out.display()
                         ),
                     );
                     bar.abandon_with_message(format!(
@@ -343,7 +396,6 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         }
     }
     bar.set_message("aggregate, figures, report");
-    let out = opts.out.clone();
     let written = match tokio::task::spawn_blocking(move || report::finish(&out, &st)).await? {
         Ok(w) => w,
         Err(_) if cancel.is_cancelled() => {
