@@ -272,9 +272,7 @@ fn an_overwritten_p99_file_is_left_out_and_named() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     for run in ["2024-04-16_23-37-40", "2024-04-16_23-40-48"] {
         assert!(
-            stderr.contains(&format!("left out: "))
-                && stderr.contains(run)
-                && stderr.contains("per status"),
+            stderr.contains("left out: ") && stderr.contains(run) && stderr.contains("per status"),
             "stderr does not name {run}:\n{stderr}"
         );
     }

@@ -270,7 +270,8 @@ fn ts_key(ts: f64) -> i64 {
 pub fn combine_series(series: &[Series], how: Combine) -> Combined {
     let mut out = Combined::default();
     // Per replica (or per series without one): timestamp → (ts, value, from the Pushgateway).
-    let mut replicas: BTreeMap<(String, String), BTreeMap<i64, (f64, f64, bool)>> = BTreeMap::new();
+    type Slots = BTreeMap<i64, (f64, f64, bool)>;
+    let mut replicas: BTreeMap<(String, String), Slots> = BTreeMap::new();
     let mut seen_keys: BTreeMap<(String, String), usize> = BTreeMap::new();
     for (i, s) in series.iter().enumerate() {
         let key = replica_key(&s.metric).unwrap_or_else(|| (format!("#{i}"), String::new()));
