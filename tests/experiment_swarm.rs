@@ -98,14 +98,11 @@ fn a_pair_on_a_real_swarm() {
         ])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut p = common::Proc {
-        child,
-        name: "experiment".into(),
-    };
+    let mut p = common::Proc::new(child, "experiment");
     let status = p
         .wait_for(Duration::from_secs(600))
         .expect("a swarm pair finishes within 10 minutes");

@@ -91,10 +91,7 @@ async fn start_prometheus(dir: &Path) -> (Proc, String) {
             .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
             .spawn()
             .unwrap();
-        let mut guard = Proc {
-            child,
-            name: "prometheus".into(),
-        };
+        let mut guard = Proc::new(child, "prometheus");
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         for _ in 0..100 {

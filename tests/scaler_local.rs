@@ -195,10 +195,7 @@ fn spawn_scaler(dir: &std::path::Path) -> (Proc, Vec<u32>) {
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     assert!(line.starts_with("listening on"), "{line}");
-    let proc = Proc {
-        child,
-        name: "alertapi".into(),
-    };
+    let proc = Proc::new(child, "alertapi");
     let kids = children_of(proc.child.id());
     assert_eq!(kids.len(), 2, "two replicas started");
     (proc, kids)

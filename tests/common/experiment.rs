@@ -14,13 +14,10 @@ pub fn experiment(args: &[&str]) -> Proc {
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("starting starvation experiment");
-    Proc {
-        child,
-        name: "experiment".into(),
-    }
+    Proc::new(child, "experiment")
 }
 
 /// Processes (other than this test) whose command line mentions `needle`.

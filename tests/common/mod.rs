@@ -34,12 +34,40 @@ pub fn paper_fixtures() -> PathBuf {
 }
 
 /// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
+/// A piped stderr is collected, not printed: the test log stays quiet, and a failing test
+/// prints what its process said.
 pub struct Proc {
     pub child: Child,
     pub name: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Proc {
+    /// Guard `child`; its stderr, if piped, is collected (see [`Proc::stderr`]).
+    pub fn new(mut child: Child, name: &str) -> Self {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(err) = child.stderr.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        Proc {
+            child,
+            name: name.into(),
+            stderr: log,
+        }
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -67,6 +95,12 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let err = self.stderr();
+            if !err.is_empty() {
+                eprintln!("--- stderr of {} ---\n{err}", self.name);
+            }
+        }
     }
 }
 
@@ -89,14 +123,11 @@ pub fn spawn_serve(args: &[&str]) -> (Proc, SocketAddr) {
         .arg("serve")
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("starting starvation serve");
     let stdout = child.stdout.take().unwrap();
-    let proc = Proc {
-        child,
-        name: "starvation serve".into(),
-    };
+    let proc = Proc::new(child, "starvation serve");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -121,10 +152,7 @@ pub async fn start_pushgateway(test: &str) -> (Proc, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting prometheus-pushgateway");
-    let proc = Proc {
-        child,
-        name: "pushgateway".into(),
-    };
+    let proc = Proc::new(child, "pushgateway");
     let url = format!("http://127.0.0.1:{port}");
     wait_http_ok(&format!("{url}/-/ready"), Duration::from_secs(20)).await;
     (proc, url)
