@@ -3,7 +3,7 @@
 
 mod common;
 
-use starvation::figures::{Format, MeanData, draw_all, read_mean_data};
+use starvation::figures::{Format, MeanData, ScaleMarks, draw_all, read_mean_data};
 use starvation::results::runmeta::Role;
 use std::path::Path;
 
@@ -62,7 +62,10 @@ fn paper_figures_render_with_both_series() {
         &data,
         out.path(),
         &[Format::Png, Format::Svg],
-        Some((24.0, 55.0)),
+        &ScaleMarks {
+            window: Some((24.0, 55.0)),
+            events_s: vec![],
+        },
     )
     .unwrap();
     // Stacked + Thread_Response_CPU + 6 overlays, in two formats.
@@ -122,7 +125,13 @@ fn colour_checks_tell_the_series_apart() {
             .is_none()
     );
     let out = tempfile::tempdir().unwrap();
-    draw_all(&only_baseline, out.path(), &[Format::Png], None).unwrap();
+    draw_all(
+        &only_baseline,
+        out.path(),
+        &[Format::Png],
+        &ScaleMarks::default(),
+    )
+    .unwrap();
     let px = decode(&out.path().join("Stacked_Figures.png"));
     assert!(px.blue > 500);
     assert_eq!(px.red, 0);
@@ -167,7 +176,7 @@ fn overlays_shade_the_5_to_95_percent_band_when_stats_exist() {
         .collect();
     data.bands.insert((Role::Baseline, metric), band);
     let out = tempfile::tempdir().unwrap();
-    draw_all(&data, out.path(), &[Format::Png], None).unwrap();
+    draw_all(&data, out.path(), &[Format::Png], &ScaleMarks::default()).unwrap();
     let light_blue = |name: &str| {
         let decoder = png::Decoder::new(std::fs::File::open(out.path().join(name)).unwrap());
         let mut reader = decoder.read_info().unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use starvation::figures::{FigureError, Format, draw_all, read_mean_data};
+use starvation::figures::{FigureError, Format, ScaleMarks, draw_all, read_mean_data};
 use starvation::results::ResultsError;
 use starvation::results::aggregate::aggregate;
 use starvation::results::fsutil::request_cancel;
@@ -16,7 +16,13 @@ fn cancelled_work_stops_without_partial_files() {
     request_cancel();
     let err = aggregate(&reference.join("paper-exports"), &tmp.path().join("means")).unwrap_err();
     assert!(matches!(err, ResultsError::Interrupted), "{err}");
-    let err = draw_all(&data, &tmp.path().join("figs"), &[Format::Png], None).unwrap_err();
+    let err = draw_all(
+        &data,
+        &tmp.path().join("figs"),
+        &[Format::Png],
+        &ScaleMarks::default(),
+    )
+    .unwrap_err();
     assert!(
         matches!(err, FigureError::Results(ResultsError::Interrupted)),
         "{err}"

@@ -19,11 +19,14 @@ fn subcommands_parse_their_flags() {
         "png,svg",
         "--scale-window",
         "24:55",
+        "--scale-events",
+        "24,31.5,55",
     ])
     .unwrap();
     let Command::Figures(f) = cli.command else {
         panic!("not figures")
     };
+    assert_eq!(f.scale_events, Some(vec![24.0, 31.5, 55.0]));
     assert_eq!(
         f.format,
         vec![
@@ -55,6 +58,22 @@ fn subcommands_parse_their_flags() {
     .to_string();
     assert!(
         err.contains("--scale-window") && err.contains("START"),
+        "{err}"
+    );
+    let err = Cli::try_parse_from([
+        "starvation",
+        "figures",
+        "--data",
+        "d",
+        "--out",
+        "o",
+        "--scale-events",
+        "24,-3",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--scale-events") && err.contains("≥ 0"),
         "{err}"
     );
     let err = Cli::try_parse_from([
@@ -149,7 +168,35 @@ async fn aggregate_then_figures_on_the_paper_pair() {
     }
     let svg = std::fs::read_to_string(figs.join("Stacked_Figures.svg")).unwrap();
     assert!(
-        svg.contains("Scaling Event"),
+        svg.contains("First scale event, earliest–latest"),
         "band legend from the recorded window"
     );
+    assert!(
+        !svg.contains("Scale events"),
+        "no events recorded, none listed"
+    );
+
+    // Every scale event recorded in summary.json (`scale_events.events_s`) gets a line.
+    let summary = means.join("summary.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    v["scale_events"]["events_s"] = serde_json::json!([24.0, 24.3, 40.0]);
+    std::fs::write(&summary, serde_json::to_vec(&v).unwrap()).unwrap();
+    let cli = Cli::try_parse_from([
+        "starvation",
+        "figures",
+        "--data",
+        means.to_str().unwrap(),
+        "--out",
+        figs.to_str().unwrap(),
+        "--format",
+        "svg",
+    ])
+    .unwrap();
+    run(cli).await.unwrap();
+    let svg = std::fs::read_to_string(figs.join("Stacked_Figures.svg")).unwrap();
+    assert!(svg.contains("Scale events (all runs)"), "event legend");
+    // Two distinct seconds (24, 40), one line each in each of the six panels, and the swatch.
+    let lines = svg.matches("stroke=\"#800080\"").count();
+    assert_eq!(lines, 2 * 6 + 1, "event lines");
 }

@@ -1,6 +1,12 @@
-//! The drawing itself, generic over plotters backends (bitmap for PNG, SVG).
+//! The figures' layout, generic over plotters backends (bitmap for PNG, SVG): each figure is cut
+//! into a legend strip and the charts before anything is drawn, so the legend has its own pixels.
 
-use super::{FigureError, Format, MeanData};
+use super::legend::{self, Entry, Swatch};
+use super::panel::{
+    BAND_ALPHA, BAND_GREY, BASE_BLUE, CPU_ORANGE, EVENT_PURPLE, Line, Marker, Panel, SCALED_RED,
+    Sizes, draw_panel, event_stroke, y_range,
+};
+use super::{FigureError, Format, MeanData, ScaleMarks};
 use crate::results::metrics::{self, MetricSpec};
 use crate::results::runmeta::Role;
 use plotters::coord::Shift;
@@ -21,50 +27,44 @@ pub fn register_fonts() {
     });
 }
 
-/// The paper's colours.
-const BASE_BLUE: RGBColor = RGBColor(0, 0, 255);
-const SCALED_RED: RGBColor = RGBColor(255, 0, 0);
-const CPU_ORANGE: RGBColor = RGBColor(255, 165, 0);
-const BAND_GREY: RGBColor = RGBColor(128, 128, 128);
-const EDGE_GREEN: RGBColor = RGBColor(0, 128, 0);
-const GRID: RGBColor = RGBColor(200, 200, 200);
-
-#[derive(Clone, Copy)]
-enum Marker {
-    Circle,
-    Square,
+/// A pixel rectangle, `x0..x1` × `y0..y1` (end exclusive), from the image's top-left corner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x0: i32,
+    pub y0: i32,
+    pub x1: i32,
+    pub y1: i32,
 }
 
-struct Line<'a> {
-    label: &'a str,
-    color: RGBColor,
-    marker: Marker,
-    points: &'a [(f64, f64)],
-    /// Optional 5–95 % band drawn behind the line.
-    band: &'a [(f64, f64, f64)],
+impl Rect {
+    pub fn is_empty(&self) -> bool {
+        self.x1 <= self.x0 || self.y1 <= self.y0
+    }
+    /// Whether the two rectangles share a pixel.
+    pub fn intersects(&self, o: &Rect) -> bool {
+        !self.is_empty()
+            && !o.is_empty()
+            && self.x0 < o.x1
+            && o.x0 < self.x1
+            && self.y0 < o.y1
+            && o.y0 < self.y1
+    }
+    pub fn contains(&self, x: i32, y: i32) -> bool {
+        (self.x0..self.x1).contains(&x) && (self.y0..self.y1).contains(&y)
+    }
 }
 
-struct Panel<'a> {
-    title: &'a str,
-    y_label: &'a str,
-    lines: Vec<Line<'a>>,
-    band: Option<(f64, f64)>,
-    band_label: &'a str,
-    legend_pos: SeriesLabelPosition,
-    x_label: Option<&'a str>,
-    x_ticks: bool,
+/// Where a drawn figure put things: its legend box and the plotting area of each chart (inside
+/// the axes; where the points are). Charts are listed top to bottom, then left to right.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Geometry {
+    pub size: (u32, u32),
+    /// Empty when the figure has nothing to label.
+    pub legend: Rect,
+    pub plots: Vec<Rect>,
 }
 
-/// Scale factor: sizes below are for a 1424 px wide figure (the paper's width).
-struct Sizes {
-    title: u32,
-    label: u32,
-    tick: u32,
-    legend: u32,
-    marker: i32,
-    stroke: u32,
-}
-
+/// Rows of `Stacked_Figures`: metric, panel title, y-axis label with unit.
 const STACKED_PANELS: [(&str, &str, &str); 6] = [
     (
         metrics::BUSY_WORKER_THREADS,
@@ -82,11 +82,38 @@ const STACKED_PANELS: [(&str, &str, &str); 6] = [
     (metrics::QUEUE_LENGTH, "Thread Pool Queue", "Items"),
 ];
 
+/// Rows of `Thread_Response_CPU`, one quantity per chart: metric, legend label, y-axis label,
+/// colour.
+const TRC_ROWS: [(&str, &str, &str, RGBColor); 3] = [
+    (
+        metrics::QUEUE_LENGTH,
+        "Threadpool Queue Length",
+        "Queue Length (items)",
+        BASE_BLUE,
+    ),
+    (
+        metrics::REQUEST_DURATION_P99,
+        "Response Time (p99)",
+        "Response Time (s)",
+        SCALED_RED,
+    ),
+    (
+        metrics::RUNTIME_CPU,
+        "Container CPU Usage",
+        "CPU Usage (%)",
+        CPU_ORANGE,
+    ),
+];
+
 pub const STACKED_SIZE: (u32, u32) = (1424, 2880);
 pub const TRC_SIZE: (u32, u32) = (2400, 2200);
 pub const OVERLAY_SIZE: (u32, u32) = (1600, 900);
 
-fn err<E: std::error::Error + Send + Sync>(
+/// Legend labels of the scale marks.
+pub const EVENT_LABEL: &str = "Scale events (all runs)";
+pub const WINDOW_LABEL: &str = "First scale event, earliest–latest";
+
+pub(super) fn err<E: std::error::Error + Send + Sync>(
     path: &Path,
 ) -> impl Fn(DrawingAreaErrorKind<E>) -> FigureError + '_ {
     move |e| FigureError::Draw {
@@ -95,156 +122,299 @@ fn err<E: std::error::Error + Send + Sync>(
     }
 }
 
-/// Draw the figure `stem` into `path` (whose extension matches `fmt`).
+/// Draw the figure `stem` (one of [`super::figure_stems`]) into `path` in `fmt`; returns where
+/// the legend and the charts went.
 pub fn draw_figure(
     stem: &str,
     data: &MeanData,
-    window: Option<(f64, f64)>,
+    marks: &ScaleMarks,
     fmt: Format,
     path: &Path,
-) -> Result<(), FigureError> {
+) -> Result<Geometry, FigureError> {
+    register_fonts();
     let size = match stem {
         "Stacked_Figures" => STACKED_SIZE,
         "Thread_Response_CPU" => TRC_SIZE,
         _ => OVERLAY_SIZE,
     };
-    match fmt {
+    let (legend, plots) = match fmt {
         Format::Png => {
             let root = BitMapBackend::new(path, size).into_drawing_area();
-            draw_into(stem, data, window, &root, path)?;
-            root.present().map_err(err(path))
+            let g = draw_into(stem, data, marks, &root, path)?;
+            root.present().map_err(err(path))?;
+            g
         }
         Format::Svg => {
             let root = SVGBackend::new(path, size).into_drawing_area();
-            draw_into(stem, data, window, &root, path)?;
-            root.present().map_err(err(path))
+            let g = draw_into(stem, data, marks, &root, path)?;
+            root.present().map_err(err(path))?;
+            g
         }
-    }
+    };
+    Ok(Geometry {
+        size,
+        legend,
+        plots,
+    })
 }
 
 fn draw_into<DB: DrawingBackend>(
     stem: &str,
     data: &MeanData,
-    window: Option<(f64, f64)>,
+    marks: &ScaleMarks,
     root: &DrawingArea<DB, Shift>,
     path: &Path,
-) -> Result<(), FigureError>
+) -> Result<(Rect, Vec<Rect>), FigureError>
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(err(path))?;
     let x_max = data
         .max_offset()
-        .max(window.map(|w| w.1).unwrap_or(0.0))
+        .max(marks.max_offset().unwrap_or(0.0))
         .max(5.0);
     match stem {
-        "Stacked_Figures" => {
-            let areas = root.split_evenly((STACKED_PANELS.len(), 1));
-            let sizes = Sizes {
-                title: 30,
-                label: 28,
-                tick: 32,
-                legend: 24,
-                marker: 6,
-                stroke: 3,
-            };
-            for (i, ((metric, title, unit), area)) in
-                STACKED_PANELS.iter().zip(areas.iter()).enumerate()
-            {
-                let last = i + 1 == STACKED_PANELS.len();
-                let panel = Panel {
-                    title,
-                    y_label: unit,
-                    lines: two_roles(data, metric),
-                    band: window,
-                    band_label: "Scaling Event",
-                    legend_pos: SeriesLabelPosition::UpperRight,
-                    x_label: last.then_some("Time (s)"),
-                    x_ticks: last,
-                };
-                draw_panel(area, &panel, x_max, &sizes, path)?;
-            }
-        }
-        "Thread_Response_CPU" => {
-            let areas = root.split_evenly((2, 1));
-            let sizes = Sizes {
-                title: 46,
-                label: 38,
-                tick: 36,
-                legend: 36,
-                marker: 9,
-                stroke: 4,
-            };
-            for (i, (role, title)) in [
-                (Role::Baseline, "Baseline Run"),
-                (Role::Scaled, "Run with Scaling Mechanism"),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let get = |m: &str| data.get(role, m).map(|v| v.as_slice()).unwrap_or(&[]);
-                let lines = vec![
-                    Line {
-                        label: "Threadpool Queue Length",
-                        color: BASE_BLUE,
-                        marker: Marker::Circle,
-                        points: get(metrics::QUEUE_LENGTH),
-                        band: &[],
-                    },
-                    Line {
-                        label: "Response Time (s)",
-                        color: SCALED_RED,
-                        marker: Marker::Circle,
-                        points: get(metrics::REQUEST_DURATION_P99),
-                        band: &[],
-                    },
-                    Line {
-                        label: "Container CPU Usage (%)",
-                        color: CPU_ORANGE,
-                        marker: Marker::Circle,
-                        points: get(metrics::RUNTIME_CPU),
-                        band: &[],
-                    },
-                ];
-                let panel = Panel {
-                    title,
-                    y_label: "",
-                    lines,
-                    band: if role == Role::Scaled { window } else { None },
-                    band_label: "Scaling Event Window",
-                    legend_pos: SeriesLabelPosition::UpperLeft,
-                    x_label: (i == 1).then_some("Time (s)"),
-                    x_ticks: true,
-                };
-                draw_panel(&areas[i], &panel, x_max, &sizes, path)?;
-            }
-        }
+        "Stacked_Figures" => stacked(data, marks, x_max, root, path),
+        "Thread_Response_CPU" => thread_response_cpu(data, marks, x_max, root, path),
         other => {
-            let stem = other.strip_suffix("_overlay").unwrap_or(other);
-            let spec: &MetricSpec = metrics::find(stem)
+            let metric = other.strip_suffix("_overlay").unwrap_or(other);
+            let spec: &MetricSpec = metrics::find(metric)
                 .ok_or_else(|| FigureError::Usage(format!("unknown figure {other}")))?;
-            let sizes = Sizes {
-                title: 40,
-                label: 32,
-                tick: 30,
-                legend: 30,
-                marker: 7,
-                stroke: 3,
-            };
-            let panel = Panel {
-                title: spec.readable,
-                y_label: spec.unit,
-                lines: with_bands(data, spec.readable),
-                band: window,
-                band_label: "Scaling Event",
-                legend_pos: SeriesLabelPosition::UpperRight,
-                x_label: Some("Time (s)"),
-                x_ticks: true,
-            };
-            draw_panel(root, &panel, x_max, &sizes, path)?;
+            overlay(data, spec, marks, x_max, root, path)
         }
     }
-    Ok(())
+}
+
+/// Cut a legend strip off the top of `area`, draw the legend in it; returns the legend box and
+/// the area below.
+fn legend_strip<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[Entry],
+    s: &Sizes,
+    path: &Path,
+) -> Result<(Rect, DrawingArea<DB, Shift>), FigureError>
+where
+    DB::ErrorType: 'static,
+{
+    let style = legend::Style {
+        font: s.legend,
+        marker: s.marker,
+        stroke: s.stroke,
+    };
+    let (w, _) = area.dim_in_pixel();
+    let h = legend::strip_height(area, entries, &style, w);
+    let (strip, rest) = area.split_vertically(h);
+    let rect = legend::draw(&strip, entries, &style, path)?;
+    Ok((rect, rest))
+}
+
+/// Legend entries of the scale marks that are drawn.
+fn mark_entries(marks: &ScaleMarks, s: &Sizes) -> Vec<Entry> {
+    let mut v = Vec::new();
+    if !marks.event_lines().is_empty() {
+        v.push(Entry {
+            label: EVENT_LABEL.into(),
+            swatch: Swatch::VLine {
+                color: EVENT_PURPLE,
+                width: event_stroke(s),
+            },
+        });
+    }
+    if marks.window.is_some() {
+        v.push(Entry {
+            label: WINDOW_LABEL.into(),
+            swatch: Swatch::Band {
+                color: BAND_GREY,
+                alpha: BAND_ALPHA,
+                edges: true,
+            },
+        });
+    }
+    v
+}
+
+fn series_entry(label: &str, color: RGBColor, marker: Marker) -> Entry {
+    Entry {
+        label: label.into(),
+        swatch: Swatch::Series { color, marker },
+    }
+}
+
+/// Legend entries of the lines (and their 5–95 % bands) that have data.
+fn line_entries(lines: &[Line]) -> Vec<Entry> {
+    let mut v: Vec<Entry> = lines
+        .iter()
+        .filter(|l| !l.points.is_empty())
+        .map(|l| series_entry(l.label, l.color, l.marker))
+        .collect();
+    v.extend(lines.iter().filter(|l| l.band.len() >= 2).map(|l| Entry {
+        label: format!("{} 5–95 %", l.label),
+        swatch: Swatch::Band {
+            color: l.color,
+            alpha: 0.12,
+            edges: false,
+        },
+    }));
+    v
+}
+
+fn stacked<DB: DrawingBackend>(
+    data: &MeanData,
+    marks: &ScaleMarks,
+    x_max: f64,
+    root: &DrawingArea<DB, Shift>,
+    path: &Path,
+) -> Result<(Rect, Vec<Rect>), FigureError>
+where
+    DB::ErrorType: 'static,
+{
+    let s = Sizes {
+        title: 30,
+        label: 28,
+        tick: 32,
+        legend: 26,
+        marker: 6,
+        stroke: 3,
+    };
+    let panels: Vec<Vec<Line>> = STACKED_PANELS
+        .iter()
+        .map(|(m, _, _)| two_roles(data, m))
+        .collect();
+    // One legend for all six panels: the roles drawn in any of them, then the marks.
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, role) in two_roles(data, "").iter().enumerate() {
+        if panels.iter().any(|p| !p[i].points.is_empty()) {
+            entries.push(series_entry(role.label, role.color, role.marker));
+        }
+    }
+    entries.extend(mark_entries(marks, &s));
+    let (legend, rest) = legend_strip(root, &entries, &s, path)?;
+    let areas = rest.split_evenly((STACKED_PANELS.len(), 1));
+    let mut plots = Vec::new();
+    for (i, (((_, title, unit), lines), area)) in STACKED_PANELS
+        .iter()
+        .zip(panels)
+        .zip(areas.iter())
+        .enumerate()
+    {
+        let last = i + 1 == STACKED_PANELS.len();
+        let panel = Panel {
+            title: Some(title),
+            y_label: unit,
+            lines,
+            marks: Some(marks),
+            y_range: None,
+            x_label: last.then_some("Time (s)"),
+            x_ticks: last,
+        };
+        plots.push(draw_panel(area, &panel, x_max, &s, path)?);
+    }
+    Ok((legend, plots))
+}
+
+fn thread_response_cpu<DB: DrawingBackend>(
+    data: &MeanData,
+    marks: &ScaleMarks,
+    x_max: f64,
+    root: &DrawingArea<DB, Shift>,
+    path: &Path,
+) -> Result<(Rect, Vec<Rect>), FigureError>
+where
+    DB::ErrorType: 'static,
+{
+    let s = Sizes {
+        title: 46,
+        label: 34,
+        tick: 32,
+        legend: 32,
+        marker: 8,
+        stroke: 4,
+    };
+    let roles = [
+        (Role::Baseline, "Baseline Run"),
+        (Role::Scaled, "Run with Scaling Mechanism"),
+    ];
+    let line = |role: Role, (metric, label, _, color): (&str, &'static str, &str, RGBColor)| Line {
+        label,
+        color,
+        marker: Marker::Circle,
+        points: data.get(role, metric).map(|v| v.as_slice()).unwrap_or(&[]),
+        band: &[],
+    };
+    let mut entries: Vec<Entry> = Vec::new();
+    for row in TRC_ROWS {
+        if roles.iter().any(|(r, _)| !line(*r, row).points.is_empty()) {
+            entries.push(series_entry(row.1, row.3, Marker::Circle));
+        }
+    }
+    entries.extend(mark_entries(marks, &s));
+    let (legend, rest) = legend_strip(root, &entries, &s, path)?;
+    let columns = rest.split_evenly((1, 2));
+    // Per quantity one y range for both columns, so baseline and scaled compare at a glance.
+    let ranges: Vec<(f64, f64)> = TRC_ROWS
+        .iter()
+        .map(|row| y_range(&roles.map(|(r, _)| line(r, *row))))
+        .collect();
+    let mut plots = Vec::new();
+    for ((role, title), column) in roles.into_iter().zip(columns.iter()) {
+        let body = column
+            .titled(title, ("sans-serif", s.title))
+            .map_err(err(path))?;
+        let cells = body.split_evenly((TRC_ROWS.len(), 1));
+        for (i, (row, cell)) in TRC_ROWS.iter().zip(cells.iter()).enumerate() {
+            let panel = Panel {
+                title: None,
+                y_label: row.2,
+                lines: vec![line(role, *row)],
+                marks: (role == Role::Scaled).then_some(marks),
+                y_range: Some(ranges[i]),
+                x_label: (i + 1 == TRC_ROWS.len()).then_some("Time (s)"),
+                x_ticks: true,
+            };
+            plots.push(draw_panel(cell, &panel, x_max, &s, path)?);
+        }
+    }
+    Ok((legend, plots))
+}
+
+fn overlay<DB: DrawingBackend>(
+    data: &MeanData,
+    spec: &MetricSpec,
+    marks: &ScaleMarks,
+    x_max: f64,
+    root: &DrawingArea<DB, Shift>,
+    path: &Path,
+) -> Result<(Rect, Vec<Rect>), FigureError>
+where
+    DB::ErrorType: 'static,
+{
+    let s = Sizes {
+        title: 40,
+        label: 32,
+        tick: 30,
+        legend: 28,
+        marker: 7,
+        stroke: 3,
+    };
+    let lines = with_bands(data, spec.readable);
+    let mut entries = line_entries(&lines);
+    entries.extend(mark_entries(marks, &s));
+    let body = root
+        .margin(10, 0, 0, 0)
+        .titled(spec.readable, ("sans-serif", s.title))
+        .map_err(err(path))?;
+    let (legend, rest) = legend_strip(&body, &entries, &s, path)?;
+    let panel = Panel {
+        title: None,
+        y_label: spec.unit,
+        lines,
+        marks: Some(marks),
+        y_range: None,
+        x_label: Some("Time (s)"),
+        x_ticks: true,
+    };
+    let plot = draw_panel(&rest, &panel, x_max, &s, path)?;
+    Ok((legend, vec![plot]))
 }
 
 fn two_roles<'a>(data: &'a MeanData, metric: &str) -> Vec<Line<'a>> {
@@ -274,190 +444,4 @@ fn with_bands<'a>(data: &'a MeanData, metric: &str) -> Vec<Line<'a>> {
         line.band = data.band(role, metric).unwrap_or(&[]);
     }
     lines
-}
-
-fn y_range(lines: &[Line]) -> (f64, f64) {
-    let vals = lines
-        .iter()
-        .flat_map(|l| {
-            l.points
-                .iter()
-                .map(|p| p.1)
-                .chain(l.band.iter().flat_map(|b| [b.1, b.2]))
-        })
-        .filter(|v| v.is_finite());
-    let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-        (a.min(v), b.max(v))
-    });
-    if !lo.is_finite() {
-        return (0.0, 1.0);
-    }
-    let span = (hi - lo).max(1e-9);
-    let mut lo2 = lo - 0.05 * span;
-    if lo >= 0.0 && lo2 < 0.0 {
-        lo2 = 0.0;
-    }
-    let hi2 = if hi == lo { hi + 1.0 } else { hi + 0.05 * span };
-    (lo2, hi2)
-}
-
-fn draw_panel<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    p: &Panel,
-    x_max: f64,
-    s: &Sizes,
-    path: &Path,
-) -> Result<(), FigureError>
-where
-    DB::ErrorType: 'static,
-{
-    let (y_lo, y_hi) = y_range(&p.lines);
-    let x_lo = -0.02 * x_max;
-    let x_hi = x_max * 1.02;
-    let mut chart = ChartBuilder::on(area)
-        .caption(p.title, ("sans-serif", s.title))
-        .margin(12)
-        .margin_right(30)
-        .x_label_area_size(if p.x_ticks || p.x_label.is_some() {
-            s.tick * 2 + 10
-        } else {
-            10
-        })
-        .y_label_area_size(s.tick * 3 + 20)
-        .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
-        .map_err(err(path))?;
-    let x_ticks = p.x_ticks;
-    let x_fmt = move |v: &f64| if x_ticks { trim_num(*v) } else { String::new() };
-    let y_fmt = |v: &f64| trim_num(*v);
-    let mut mesh = chart.configure_mesh();
-    mesh.light_line_style(TRANSPARENT)
-        .bold_line_style(GRID.stroke_width(1))
-        .axis_style(BLACK.stroke_width(2))
-        .x_labels(8)
-        .y_labels(5)
-        .label_style(("sans-serif", s.tick))
-        .axis_desc_style(("sans-serif", s.label))
-        .y_label_formatter(&y_fmt)
-        .x_label_formatter(&x_fmt);
-    if !p.y_label.is_empty() {
-        mesh.y_desc(p.y_label);
-    }
-    if let Some(x) = p.x_label {
-        mesh.x_desc(x);
-    }
-    mesh.draw().map_err(err(path))?;
-
-    if let Some((a, b)) = p.band {
-        let band = BAND_GREY.mix(0.25).filled();
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(a, y_lo), (b, y_hi)],
-                band,
-            )))
-            .map_err(err(path))?;
-        for edge in [a, b] {
-            chart
-                .draw_series(DashedLineSeries::new(
-                    vec![(edge, y_lo), (edge, y_hi)],
-                    10,
-                    6,
-                    EDGE_GREEN.stroke_width(s.stroke),
-                ))
-                .map_err(err(path))?;
-        }
-    }
-
-    for line in &p.lines {
-        if line.band.len() < 2 {
-            continue;
-        }
-        let mut outline: Vec<(f64, f64)> = line.band.iter().map(|b| (b.0, b.2)).collect();
-        outline.extend(line.band.iter().rev().map(|b| (b.0, b.1)));
-        let color = line.color;
-        chart
-            .draw_series(std::iter::once(Polygon::new(
-                outline,
-                color.mix(0.12).filled(),
-            )))
-            .map_err(err(path))?
-            .label(format!("{} 5–95 %", line.label))
-            .legend(move |(x, y)| {
-                Rectangle::new([(x, y - 8), (x + 32, y + 8)], color.mix(0.12).filled())
-            });
-    }
-    for line in &p.lines {
-        if line.points.is_empty() {
-            continue;
-        }
-        let style = line.color.stroke_width(s.stroke);
-        let (color, marker, m) = (line.color, line.marker, s.marker);
-        chart
-            .draw_series(LineSeries::new(line.points.iter().cloned(), style))
-            .map_err(err(path))?
-            .label(line.label)
-            .legend(move |(x, y)| {
-                EmptyElement::at((x, y))
-                    + PathElement::new(vec![(0, 0), (32, 0)], color.stroke_width(3))
-                    + marker_element(marker, m, color, 16)
-            });
-        chart
-            .draw_series(line.points.iter().map(|&(x, y)| {
-                EmptyElement::at((x, y)) + marker_element(line.marker, s.marker, line.color, 0)
-            }))
-            .map_err(err(path))?;
-    }
-    if p.band.is_some() {
-        // An empty series that only carries the band's legend entry, after the lines (the
-        // paper's legend order).
-        chart
-            .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
-            .map_err(err(path))?
-            .label(p.band_label)
-            .legend(move |(x, y)| {
-                Rectangle::new([(x, y - 8), (x + 32, y + 8)], BAND_GREY.mix(0.25).filled())
-            });
-    }
-    chart
-        .configure_series_labels()
-        .legend_area_size(44)
-        .position(p.legend_pos.clone())
-        .background_style(WHITE.mix(0.7))
-        .border_style(TRANSPARENT)
-        .label_font(("sans-serif", s.legend))
-        .margin(10)
-        .draw()
-        .map_err(err(path))?;
-    Ok(())
-}
-
-/// A marker as a filled polygon in pixel offsets (a 20-gon for circles), so both shapes share
-/// one element type and compose with `EmptyElement::at`.
-fn marker_element(marker: Marker, size: i32, color: RGBColor, dx: i32) -> Polygon<(i32, i32)> {
-    let pts: Vec<(i32, i32)> = match marker {
-        Marker::Square => vec![
-            (dx - size, -size),
-            (dx + size, -size),
-            (dx + size, size),
-            (dx - size, size),
-        ],
-        Marker::Circle => (0..20)
-            .map(|i| {
-                let a = i as f64 / 20.0 * std::f64::consts::TAU;
-                (
-                    dx + (a.cos() * size as f64).round() as i32,
-                    (a.sin() * size as f64).round() as i32,
-                )
-            })
-            .collect(),
-    };
-    Polygon::new(pts, color.filled())
-}
-
-fn trim_num(v: f64) -> String {
-    if (v - v.round()).abs() < 1e-9 {
-        format!("{}", v.round() as i64)
-    } else {
-        let s = format!("{v:.2}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
 }

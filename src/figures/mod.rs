@@ -1,13 +1,17 @@
 //! `starvation figures`: the paper's figures from mean datasets — `Stacked_Figures` (six panels
 //! sharing the time axis), `Thread_Response_CPU` (baseline and scaled panels) and one overlay per
 //! metric — as PNG and/or SVG, in the paper's style (baseline blue circles, scaled red squares,
-//! grey scaling-event band). Fonts are bundled (DejaVu Sans through plotters' `ab_glyph`), so
-//! nothing depends on fonts installed on the machine.
+//! grey band from the earliest to the latest first scale event, a thin line at every scale event).
+//! Legends sit in their own strip above the plots, never on the data. Fonts are bundled (DejaVu
+//! Sans through plotters' `ab_glyph`), so nothing depends on fonts installed on the machine.
 
 pub mod data;
 mod draw;
+mod legend;
+mod panel;
 
 pub use data::{MeanData, Series, read_mean_data};
+pub use draw::{Geometry, Rect, draw_figure};
 
 use crate::results::fsutil::{ensure_dir, progress_bar, temp_path_for};
 use std::path::{Path, PathBuf};
@@ -54,10 +58,67 @@ pub struct FiguresOpts {
     /// Image formats, comma separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "png")]
     pub format: Vec<Format>,
-    /// Scaling-event band START:END in seconds (e.g. 24:55). Default: `scale_window_s` from
-    /// `<data>/summary.json` (earliest to latest first scale event across runs); no band if absent.
+    /// Grey band START:END in seconds (e.g. 24:55), meant for the earliest to the latest first
+    /// scale event across runs. Default: `scale_window_s` from `<data>/summary.json`; no band if
+    /// absent.
     #[arg(long, value_parser = parse_window)]
     pub scale_window: Option<(f64, f64)>,
+    /// Scale events to mark with a thin vertical line, seconds from run start, comma separated
+    /// (e.g. 24,31.5,55). Default: `scale_events.events_s` from `<data>/summary.json` (every scale
+    /// event of every scaled run); none if absent. Events in the same second are drawn once.
+    #[arg(long, value_delimiter = ',', value_parser = parse_seconds)]
+    pub scale_events: Option<Vec<f64>>,
+}
+
+/// What marks the scale events on the time axis: the grey band from the earliest to the latest
+/// *first* scale event across runs, and a thin vertical line at every scale event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScaleMarks {
+    /// Earliest to latest first scale event, seconds from run start (the grey band).
+    pub window: Option<(f64, f64)>,
+    /// Every scale event, seconds from its run's start (any order, duplicates allowed).
+    pub events_s: Vec<f64>,
+}
+
+impl ScaleMarks {
+    /// The offsets to draw a line at: finite, ≥ 0, rounded to the second, each second once,
+    /// ascending (98 runs with three events each draw a few dozen lines, not 300).
+    pub fn event_lines(&self) -> Vec<f64> {
+        let mut secs: Vec<i64> = self
+            .events_s
+            .iter()
+            .filter(|t| t.is_finite() && **t >= 0.0)
+            .map(|t| t.round() as i64)
+            .collect();
+        secs.sort_unstable();
+        secs.dedup();
+        secs.into_iter().map(|s| s as f64).collect()
+    }
+
+    /// Whether anything is marked.
+    pub fn is_empty(&self) -> bool {
+        self.window.is_none() && self.event_lines().is_empty()
+    }
+
+    /// The latest marked offset, if any.
+    pub fn max_offset(&self) -> Option<f64> {
+        let w = self.window.map(|w| w.1);
+        let e = self.event_lines().last().copied();
+        match (w, e) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Parse a number of seconds.
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?}: expected seconds from run start (a number ≥ 0)"
+        )),
+    }
 }
 
 /// Parse `START:END` seconds.
@@ -79,8 +140,8 @@ pub fn parse_window(s: &str) -> Result<(f64, f64), String> {
     Ok((a, b))
 }
 
-/// The scale window recorded by `aggregate` in `<data>/summary.json`, if any.
-pub fn recorded_window(data: &Path) -> Result<Option<(f64, f64)>, FigureError> {
+/// `<data>/summary.json` as JSON, if the file exists.
+fn read_summary(data: &Path) -> Result<Option<serde_json::Value>, FigureError> {
     let p = data.join("summary.json");
     if !p.exists() {
         return Ok(None);
@@ -89,13 +150,47 @@ pub fn recorded_window(data: &Path) -> Result<Option<(f64, f64)>, FigureError> {
         path: p.clone(),
         message: e.to_string(),
     })?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| FigureError::BadData {
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| FigureError::BadData {
             path: p.clone(),
             message: format!("not JSON: {e}"),
-        })?;
-    Ok(v.get("scale_window_s")
-        .and_then(|w| Some((w.get(0)?.as_f64()?, w.get(1)?.as_f64()?))))
+        })
+}
+
+/// The scale window recorded by `aggregate` in `<data>/summary.json`, if any.
+pub fn recorded_window(data: &Path) -> Result<Option<(f64, f64)>, FigureError> {
+    Ok(read_summary(data)?.as_ref().and_then(window_of))
+}
+
+fn window_of(v: &serde_json::Value) -> Option<(f64, f64)> {
+    let w = v.get("scale_window_s")?;
+    Some((w.get(0)?.as_f64()?, w.get(1)?.as_f64()?))
+}
+
+/// Every scale event recorded by `aggregate` in `<data>/summary.json`
+/// (`scale_events.events_s`); empty when the file or the field is absent (older summaries).
+pub fn recorded_events(data: &Path) -> Result<Vec<f64>, FigureError> {
+    Ok(read_summary(data)?
+        .as_ref()
+        .map(events_of)
+        .unwrap_or_default())
+}
+
+fn events_of(v: &serde_json::Value) -> Vec<f64> {
+    v.pointer("/scale_events/events_s")
+        .and_then(|e| e.as_array())
+        .map(|a| a.iter().filter_map(|t| t.as_f64()).collect())
+        .unwrap_or_default()
+}
+
+/// [`recorded_window`] and [`recorded_events`] together, reading `summary.json` once.
+pub fn recorded_marks(data: &Path) -> Result<ScaleMarks, FigureError> {
+    let v = read_summary(data)?;
+    Ok(ScaleMarks {
+        window: v.as_ref().and_then(window_of),
+        events_s: v.as_ref().map(events_of).unwrap_or_default(),
+    })
 }
 
 /// Every figure this crate draws, by file stem.
@@ -115,7 +210,7 @@ pub fn draw_all(
     data: &MeanData,
     out: &Path,
     formats: &[Format],
-    window: Option<(f64, f64)>,
+    marks: &ScaleMarks,
 ) -> Result<Vec<PathBuf>, FigureError> {
     if formats.is_empty() {
         return Err(FigureError::Usage(
@@ -132,7 +227,7 @@ pub fn draw_all(
             crate::results::fsutil::check_cancel()?;
             let path = out.join(format!("{stem}.{}", fmt.ext()));
             let tmp = temp_path_for(&path);
-            let res = draw::draw_figure(stem, data, window, fmt, &tmp).and_then(|_| {
+            let res = draw::draw_figure(stem, data, marks, fmt, &tmp).and_then(|_| {
                 std::fs::rename(&tmp, &path).map_err(|e| FigureError::Draw {
                     path: path.clone(),
                     message: e.to_string(),
@@ -154,11 +249,14 @@ pub async fn run(opts: FiguresOpts) -> anyhow::Result<()> {
     let written = crate::results::run_blocking_interruptible(
         move || -> Result<Vec<PathBuf>, FigureError> {
             let data = read_mean_data(&opts.data)?;
-            let window = match opts.scale_window {
-                Some(w) => Some(w),
-                None => recorded_window(&opts.data)?,
-            };
-            draw_all(&data, &opts.out, &opts.format, window)
+            let mut marks = recorded_marks(&opts.data)?;
+            if let Some(w) = opts.scale_window {
+                marks.window = Some(w);
+            }
+            if let Some(e) = opts.scale_events {
+                marks.events_s = e;
+            }
+            draw_all(&data, &opts.out, &opts.format, &marks)
         },
         |e| {
             matches!(
@@ -186,5 +284,40 @@ mod tests {
         assert!(parse_window("55:24").unwrap_err().contains("START"));
         assert!(parse_window("24").unwrap_err().contains("START:END"));
         assert!(parse_window("a:3").is_err());
+        assert_eq!(parse_seconds(" 31.5").unwrap(), 31.5);
+        assert!(parse_seconds("-1").unwrap_err().contains("≥ 0"));
+        assert!(parse_seconds("x").is_err());
+    }
+
+    #[test]
+    fn events_in_the_same_second_are_one_line() {
+        let marks = ScaleMarks {
+            window: Some((24.0, 55.0)),
+            events_s: vec![55.2, 24.4, 24.0, 23.6, 40.49, 40.51, f64::NAN, -3.0, 60.0],
+        };
+        assert_eq!(marks.event_lines(), vec![24.0, 40.0, 41.0, 55.0, 60.0]);
+        assert_eq!(marks.max_offset(), Some(60.0));
+        assert!(ScaleMarks::default().is_empty());
+        assert_eq!(ScaleMarks::default().max_offset(), None);
+    }
+
+    #[test]
+    fn marks_come_from_summary_json_and_old_files_have_no_events() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(recorded_marks(tmp.path()).unwrap(), ScaleMarks::default());
+        let write = |s: &str| std::fs::write(tmp.path().join("summary.json"), s).unwrap();
+        write(r#"{"scale_window_s": [24.0, 55.0], "scale_events": {"runs_with_event": 2}}"#);
+        let m = recorded_marks(tmp.path()).unwrap();
+        assert_eq!(m.window, Some((24.0, 55.0)));
+        assert!(m.events_s.is_empty());
+        write(r#"{"scale_window_s": null, "scale_events": {"events_s": [24.0, 30.5, 55.0]}}"#);
+        let m = recorded_marks(tmp.path()).unwrap();
+        assert_eq!(m.window, None);
+        assert_eq!(m.events_s, vec![24.0, 30.5, 55.0]);
+        assert_eq!(recorded_events(tmp.path()).unwrap(), m.events_s);
+        assert_eq!(recorded_window(tmp.path()).unwrap(), None);
+        write("not json");
+        let e = recorded_marks(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("summary.json") && e.contains("not JSON"), "{e}");
     }
 }

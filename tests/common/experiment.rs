@@ -113,7 +113,7 @@ pub fn assert_quick_pair(out: &Path, scratch: &Path) {
         &data,
         &scratch.join("figs"),
         &[starvation::figures::Format::Png],
-        None,
+        &starvation::figures::recorded_marks(&agg).unwrap(),
     )
     .unwrap();
     assert!(!figs.is_empty());

@@ -82,8 +82,8 @@ pub fn finish(out: &Path, st: &State) -> anyhow::Result<Vec<String>> {
     crate::results::aggregate::aggregate(&runs_dir, &agg)?;
     let figs = out.join("figures");
     let data = crate::figures::read_mean_data(&agg)?;
-    let window = crate::figures::recorded_window(&agg)?;
-    let written = crate::figures::draw_all(&data, &figs, &[crate::figures::Format::Png], window)?;
+    let marks = crate::figures::recorded_marks(&agg)?;
+    let written = crate::figures::draw_all(&data, &figs, &[crate::figures::Format::Png], &marks)?;
     let figures: Vec<String> = written
         .iter()
         .filter_map(|p| p.strip_prefix(out).ok())
