@@ -171,9 +171,19 @@ async fn aggregate_then_figures_on_the_paper_pair() {
         svg.contains("First scale event, earliest–latest"),
         "band legend from the recorded window"
     );
-    assert!(
-        !svg.contains("Scale events"),
-        "no events recorded, none listed"
+    // The paper pair's one scale event (19 s) as aggregate recorded it: one line per panel.
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(
+            &std::fs::read(means.join("summary.json")).unwrap()
+        )
+        .unwrap()["scale_events"]["events_s"],
+        serde_json::json!([19.0])
+    );
+    assert!(svg.contains("Scale events (all runs)"), "event legend");
+    assert_eq!(
+        svg.matches("stroke=\"#800080\"").count(),
+        6 + 1,
+        "event lines"
     );
 
     // Every scale event recorded in summary.json (`scale_events.events_s`) gets a line.
