@@ -63,6 +63,7 @@ async fn one_to_three_to_one_with_real_processes_sharing_the_port() {
                     dir.path().to_str().unwrap().into(),
                 ],
                 stop_timeout: Duration::from_secs(10),
+                log_filter: Some("warn".into()),
             },
             1,
         )
@@ -161,6 +162,7 @@ async fn dropping_the_orchestrator_stops_every_child() {
             listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             serve_args: vec!["--data-dir".into(), dir.path().to_str().unwrap().into()],
             stop_timeout: Duration::from_secs(5),
+            log_filter: Some("warn".into()),
         },
         2,
     )
@@ -188,7 +190,9 @@ fn spawn_scaler(dir: &std::path::Path) -> (Proc, Vec<u32>) {
         .args(["--default-service", "webserver", "--local-replicas", "2"])
         .arg(format!("--local-listen=127.0.0.1:{}", free_port()))
         .arg(format!("--local-serve-arg=--data-dir={}", dir.display()))
+        .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();

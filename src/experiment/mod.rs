@@ -473,6 +473,7 @@ async fn run_one(
             listen,
             serve_args,
             stop_timeout: Duration::from_secs(5),
+            log_filter: None,
         },
         p.initial_replicas,
     )

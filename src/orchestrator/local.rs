@@ -28,6 +28,8 @@ pub struct LocalConfig {
     pub serve_args: Vec<String>,
     /// How long a replica may take to drain after SIGTERM before it is killed.
     pub stop_timeout: Duration,
+    /// `RUST_LOG` for the replicas (their logs go to our stderr); `None` inherits ours.
+    pub log_filter: Option<String>,
 }
 
 struct Replica {
@@ -102,6 +104,9 @@ impl LocalOrchestrator {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if let Some(filter) = &self.cfg.log_filter {
+            cmd.env("RUST_LOG", filter);
+        }
         crate::child::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| {
             OrchestratorError::Backend(format!(

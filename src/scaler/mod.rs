@@ -330,6 +330,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                         listen: opts.local_listen,
                         serve_args: opts.local_serve_args.clone(),
                         stop_timeout: Duration::from_secs(35),
+                        log_filter: None,
                     },
                     opts.local_replicas.clamp(cfg.bounds.min, cfg.bounds.max),
                 )
