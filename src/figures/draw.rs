@@ -268,14 +268,8 @@ fn stacked<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let s = Sizes {
-        title: 30,
-        label: 28,
-        tick: 32,
-        legend: 26,
-        marker: 6,
-        stroke: 3,
-    };
+    // (title, label, tick, legend, marker, stroke)
+    let s = Sizes::new((30, 28, 32, 26, 6, 3));
     let panels: Vec<Vec<Line>> = STACKED_PANELS
         .iter()
         .map(|(m, _, _)| two_roles(data, m))
@@ -322,14 +316,8 @@ fn thread_response_cpu<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let s = Sizes {
-        title: 46,
-        label: 34,
-        tick: 32,
-        legend: 32,
-        marker: 8,
-        stroke: 4,
-    };
+    // (title, label, tick, legend, marker, stroke)
+    let s = Sizes::new((46, 34, 32, 32, 8, 4));
     let roles = [
         (Role::Baseline, "Baseline Run"),
         (Role::Scaled, "Run with Scaling Mechanism"),
@@ -388,14 +376,8 @@ fn overlay<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let s = Sizes {
-        title: 40,
-        label: 32,
-        tick: 30,
-        legend: 28,
-        marker: 7,
-        stroke: 3,
-    };
+    // (title, label, tick, legend, marker, stroke)
+    let s = Sizes::new((40, 32, 30, 28, 7, 3));
     let lines = with_bands(data, spec.readable);
     let mut entries = line_entries(&lines);
     entries.extend(mark_entries(marks, &s));

@@ -56,6 +56,20 @@ pub struct Sizes {
     pub stroke: u32,
 }
 
+impl Sizes {
+    /// `(title, label, tick, legend, marker, stroke)`.
+    pub const fn new(t: (u32, u32, u32, u32, i32, u32)) -> Self {
+        Sizes {
+            title: t.0,
+            label: t.1,
+            tick: t.2,
+            legend: t.3,
+            marker: t.4,
+            stroke: t.5,
+        }
+    }
+}
+
 /// The y range that shows every value of `lines` with 5 % headroom (from 0 for non-negative data).
 pub fn y_range(lines: &[Line]) -> (f64, f64) {
     let vals = lines
