@@ -404,3 +404,57 @@ fn a_pair_directory_with_three_runs_is_reported_not_guessed() {
         s.unplaced
     );
 }
+
+/// NaN and ±Inf samples (Prometheus writes them as `"NaN"`, `"+Inf"`, `"-Inf"`) are skipped and
+/// counted: no mean, CSV or summary holds `inf` or `nan`.
+#[test]
+fn nonfinite_samples_are_skipped_and_counted_never_averaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let p99 = |vals: &[&str]| {
+        let values: Vec<_> = vals
+            .iter()
+            .enumerate()
+            .map(|(i, v)| json!([1000.0 + 5.0 * i as f64, v]))
+            .collect();
+        json!({"status": "success", "data": {"resultType": "matrix",
+            "result": [{"metric": {"testid": "t"}, "values": values}]}})
+    };
+    write(
+        &runs.join("pair_1/a_base"),
+        "Request_Duration_export.json",
+        &p99(&["1.5", "NaN", "+Inf", "2.5"]),
+    );
+    write(
+        &runs.join("pair_1/b_scaled"),
+        "Request_Duration_export.json",
+        &p99(&["0.5", "-Inf", "1.0", "NaN"]),
+    );
+    let out = tmp.path().join("out");
+    let s = aggregate(&runs, &out).unwrap();
+    let m = s
+        .metrics
+        .iter()
+        .find(|m| m.metric == "Request Duration")
+        .unwrap();
+    assert_eq!(m.nonfinite_skipped, 4);
+    assert_eq!(m.baseline.as_ref().unwrap().peak, 2.5);
+    assert_eq!(m.scaled.as_ref().unwrap().peak, 1.0);
+    let base =
+        std::fs::read_to_string(out.join("baseline/Request_Duration_export_mean_values.csv"))
+            .unwrap();
+    assert_eq!(base, "timestamp,value\n0.0,1.5\n15.0,2.5\n");
+    for f in [
+        "scaled/Request_Duration_export_mean_values.csv",
+        "scaled/Request_Duration_export_stats.csv",
+    ] {
+        let text = std::fs::read_to_string(out.join(f)).unwrap().to_lowercase();
+        assert!(!text.contains("inf"), "{f}: {text}");
+        assert!(!text.contains("nan"), "{f}: {text}");
+    }
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        md.contains("NaN and ±Inf samples are skipped: 4 skipped"),
+        "{md}"
+    );
+}
