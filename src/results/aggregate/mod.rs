@@ -27,7 +27,9 @@ pub struct AggregateOpts {
     /// a `run.json`, at most three levels down.
     #[arg(long)]
     pub runs: PathBuf,
-    /// Output directory: baseline/ and scaled/ mean datasets, summary.json, summary.md.
+    /// Output directory: baseline/ and scaled/ mean datasets, summary.json, summary.md. It is
+    /// replaced whole (built aside, then swapped in; left as it was on an error), so it must be
+    /// new, empty, or an earlier aggregate output (holding summary.json).
     #[arg(long)]
     pub out: PathBuf,
     /// Alignment step: each sample goes to the nearest multiple of STEP after the run's first.
@@ -45,7 +47,12 @@ const AGGREGATE_AFTER_HELP: &str = "Pairing: a run directory with run.json is pl
 otherwise in pair_N/ the run with a non-empty Scale_event_export.json is the scaled one, and when that \
 does not decide, folder order does (first = baseline). Means use every run of a role; paired \
 differences use complete pairs only. Series of several replicas are first combined per metric as \
-`starvation export --help` lists.";
+`starvation export --help` lists, with these rules: a repeated timestamp in one series keeps its last \
+sample (a counter is never summed with itself); NaN and ±Inf samples are skipped and counted; one \
+replica seen through the Pushgateway (exported_instance/exported_job) and a direct scrape \
+(instance/job) counts once, the Pushgateway's sample winning. A Request_Duration export holding \
+per-status series (another query overwrote the p99, as in the paper's pairs 101-103) is left out of \
+the p99. What was merged, skipped and left out is listed in summary.md and on stderr.";
 
 /// Per offset, the statistics of `metric` across `runs` (runs lacking a slot do not count in it).
 pub fn slot_stats(runs: &[&RunData], metric: &str, step: f64) -> Vec<SlotStats> {
