@@ -635,6 +635,11 @@ type LoadOutcome = (
     crate::load::Summary,
 );
 
+/// Replicas running now, read through the orchestrator seam (None if it cannot tell).
+async fn replicas(orch: &dyn Orchestrator) -> Option<usize> {
+    orch.status(SERVICE).await.ok().map(|s| s.replicas as usize)
+}
+
 /// Run the load against the replicas, recording each second.
 async fn drive_load(
     p: &Profile,
@@ -662,13 +667,12 @@ async fn drive_load(
             r = &mut running => break r.context("the load generator panicked")?,
             _ = ticker.tick() => {
                 let ts = (unix_s(Utc::now())).round();
-                let replicas = orch.pids().await.len();
-                series.tick(ts, &live, Some(replicas));
+                series.tick(ts, &live, replicas(orch.as_ref()).await);
                 bar.inc(1);
             }
         }
     };
     let end = Utc::now();
-    series.tick(unix_s(end).round(), &live, Some(orch.pids().await.len()));
+    series.tick(unix_s(end).round(), &live, replicas(orch.as_ref()).await);
     Ok((start, end, series, report.summary))
 }

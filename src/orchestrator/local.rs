@@ -41,7 +41,11 @@ struct Replica {
 
 pub struct LocalOrchestrator {
     cfg: LocalConfig,
+    /// The running replicas; held only to read or change the list, never while a replica
+    /// starts or drains, so `status()` answers at once during a scale.
     replicas: Mutex<Vec<Replica>>,
+    /// One scale (or shutdown) at a time.
+    scaling: Mutex<()>,
     next_id: std::sync::atomic::AtomicU32,
 }
 
@@ -54,6 +58,7 @@ impl LocalOrchestrator {
         let orch = LocalOrchestrator {
             cfg,
             replicas: Mutex::new(Vec::new()),
+            scaling: Mutex::new(()),
             next_id: std::sync::atomic::AtomicU32::new(1),
         };
         orch.scale_to(initial).await?;
@@ -71,16 +76,24 @@ impl LocalOrchestrator {
         replicas.iter().filter_map(|r| r.child.id()).collect()
     }
 
-    async fn scale_to(&self, target: u32) -> Result<(), OrchestratorError> {
+    /// Replicas that run now (a starting one counts once it listens).
+    async fn running(&self) -> u32 {
         let mut replicas = self.replicas.lock().await;
         reap(&mut replicas);
-        while (replicas.len() as u32) < target {
+        replicas.len() as u32
+    }
+
+    async fn scale_to(&self, target: u32) -> Result<(), OrchestratorError> {
+        let _one_at_a_time = self.scaling.lock().await;
+        while self.running().await < target {
             let replica = self.spawn().await?;
-            replicas.push(replica);
+            self.replicas.lock().await.push(replica);
         }
         // Newest first, like Swarm removing the highest slots.
-        while (replicas.len() as u32) > target {
-            let replica = replicas.pop().expect("len > target >= 0");
+        while self.running().await > target {
+            let Some(replica) = self.replicas.lock().await.pop() else {
+                break;
+            };
             stop(replica, self.cfg.stop_timeout).await;
         }
         Ok(())
@@ -140,10 +153,11 @@ impl LocalOrchestrator {
         })
     }
 
-    /// SIGTERM every replica and wait for their drain.
+    /// SIGTERM every replica and wait for their drain (after a scale in progress ends, so no
+    /// replica it starts is left behind).
     pub async fn shutdown(&self) {
-        let mut replicas = self.replicas.lock().await;
-        let all: Vec<Replica> = replicas.drain(..).collect();
+        let _one_at_a_time = self.scaling.lock().await;
+        let all: Vec<Replica> = self.replicas.lock().await.drain(..).collect();
         futures::future::join_all(all.into_iter().map(|r| stop(r, self.cfg.stop_timeout))).await;
     }
 }
@@ -179,11 +193,9 @@ impl Orchestrator for LocalOrchestrator {
             if service != self.cfg.service {
                 return Err(OrchestratorError::NotFound(service.to_owned()));
             }
-            let mut replicas = self.replicas.lock().await;
-            reap(&mut replicas);
             Ok(ServiceStatus {
                 name: service.to_owned(),
-                replicas: replicas.len() as u32,
+                replicas: self.running().await,
                 bounds: BoundsOverride::default(),
             })
         })
@@ -212,5 +224,60 @@ impl Orchestrator for LocalOrchestrator {
             self.cfg.program.display(),
             self.cfg.listen
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in for `starvation serve` that takes `secs` to start listening.
+    fn slow_program(dir: &std::path::Path, secs: f64) -> PathBuf {
+        let p = dir.join("slow-serve");
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\nsleep {secs}\necho 'listening on http://127.0.0.1:1'\nexec sleep 600\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn status_answers_at_once_while_a_replica_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let orch = std::sync::Arc::new(
+            LocalOrchestrator::start(
+                LocalConfig {
+                    service: "web".into(),
+                    program: slow_program(dir.path(), 1.5),
+                    listen: ([127, 0, 0, 1], 1).into(),
+                    serve_args: vec![],
+                    stop_timeout: Duration::from_secs(2),
+                    log_filter: None,
+                },
+                1,
+            )
+            .await
+            .unwrap(),
+        );
+        let scaling = {
+            let orch = orch.clone();
+            tokio::spawn(async move { orch.scale("web", 2).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The second replica needs 1.5 s to listen; status must not wait for it.
+        let status = tokio::time::timeout(Duration::from_millis(500), orch.status("web"))
+            .await
+            .expect("status() waited for the starting replica")
+            .unwrap();
+        assert_eq!(status.replicas, 1, "a starting replica is not counted yet");
+        scaling.await.unwrap().unwrap();
+        assert_eq!(orch.status("web").await.unwrap().replicas, 2);
+        orch.shutdown().await;
+        assert_eq!(orch.status("web").await.unwrap().replicas, 0);
     }
 }
