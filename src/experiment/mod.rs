@@ -487,23 +487,16 @@ async fn run_one(
     };
     let scaler = if role == Role::Scaled {
         let started = async {
-            let cfg = <crate::scaler::Opts as clap::Parser>::try_parse_from([
-                "alertapi",
-                "--orchestrator",
-                "local",
-                "--default-service",
+            let cfg = crate::scaler::controller::ControllerConfig::one_service(
                 SERVICE,
-                "--min",
-                &p.initial_replicas.to_string(),
-                "--max",
-                &p.max_replicas.to_string(),
-                "--cooldown",
-                &format!("{}s", p.cooldown_s),
-                "--no-scale-down",
-                "--listen",
-                "127.0.0.1:0",
-            ])?
-            .controller_config()?;
+                crate::orchestrator::Bounds {
+                    min: p.initial_replicas,
+                    max: p.max_replicas,
+                    step: 1,
+                },
+                // Scale-up alone is measured: no scale-down during a run.
+                crate::scaler::policy::PolicyConfig::step(Duration::from_secs(p.cooldown_s), false),
+            );
             let o: Arc<dyn Orchestrator> = orch.clone();
             crate::scaler::Server::start(([127, 0, 0, 1], 0).into(), None, o, cfg).await
         }

@@ -46,6 +46,7 @@ pub struct ServiceView {
     pub firing: Vec<FiringAlert>,
 }
 
+#[derive(Debug, Clone, PartialEq)]
 pub struct ControllerConfig {
     pub policy: PolicyConfig,
     pub bounds: Bounds,
@@ -54,6 +55,26 @@ pub struct ControllerConfig {
     pub events_kept: usize,
     pub audit_log: Option<PathBuf>,
     pub pushgateway: Option<String>,
+}
+
+/// Decisions kept for `/events` and the status page (`alertapi --events`).
+pub const DEFAULT_EVENTS_KEPT: usize = 200;
+
+impl ControllerConfig {
+    /// A scaler of the one service `service`, the default of every alert, with `alertapi`'s
+    /// defaults otherwise (no audit log, no Pushgateway): the in-process scaler of the
+    /// experiment, built from typed values rather than flags.
+    pub fn one_service(service: &str, bounds: Bounds, policy: PolicyConfig) -> Self {
+        ControllerConfig {
+            policy,
+            bounds,
+            allow: [service.to_owned()].into(),
+            default_service: Some(service.to_owned()),
+            events_kept: DEFAULT_EVENTS_KEPT,
+            audit_log: None,
+            pushgateway: None,
+        }
+    }
 }
 
 pub struct Controller {

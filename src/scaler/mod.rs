@@ -69,11 +69,11 @@ pub struct Opts {
 
     /// Per-replica target of the alert's `value` annotation (proportional policy); e.g. a
     /// queue-length target of 20 per replica.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = policy::DEFAULT_TARGET)]
     pub target: f64,
 
     /// Proportional policy: no change while |value per replica / target - 1| <= tolerance.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = policy::DEFAULT_TOLERANCE)]
     pub tolerance: f64,
 
     /// Replicas added per scale-up and removed per scale-down (service label
@@ -129,7 +129,7 @@ pub struct Opts {
     pub audit_log: Option<PathBuf>,
 
     /// Decisions kept for GET /events and the status page.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = controller::DEFAULT_EVENTS_KEPT)]
     pub events: usize,
 
     /// Local orchestrator: the address all replicas share (SO_REUSEPORT).
@@ -348,4 +348,30 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         local.shutdown().await;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scaler::controller::ControllerConfig;
+    use crate::scaler::policy::{DEFAULT_COOLDOWN, PolicyConfig};
+
+    /// The typed constructor the experiment uses and `alertapi`'s flags agree on every default.
+    #[test]
+    fn one_service_config_has_the_flags_defaults() {
+        let from_flags = Opts::try_parse_from(["alertapi", "--default-service", "web"])
+            .unwrap()
+            .controller_config()
+            .unwrap();
+        let typed = ControllerConfig::one_service(
+            "web",
+            crate::orchestrator::Bounds {
+                min: 1,
+                max: 10,
+                step: 1,
+            },
+            PolicyConfig::step(DEFAULT_COOLDOWN, true),
+        );
+        assert_eq!(from_flags, typed);
+    }
 }

@@ -29,6 +29,26 @@ pub struct PolicyConfig {
     pub scale_down: bool,
 }
 
+/// `alertapi`'s defaults (its flags use the same values).
+pub const DEFAULT_TARGET: f64 = 20.0;
+pub const DEFAULT_TOLERANCE: f64 = 0.1;
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(15);
+pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(60);
+
+impl PolicyConfig {
+    /// The step policy (the paper's) with `cooldown`, scaling down or not, other values default.
+    pub fn step(cooldown: Duration, scale_down: bool) -> Self {
+        PolicyConfig {
+            kind: PolicyKind::Step,
+            target: DEFAULT_TARGET,
+            tolerance: DEFAULT_TOLERANCE,
+            cooldown,
+            scale_down_delay: DEFAULT_SCALE_DOWN_DELAY,
+            scale_down,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
