@@ -11,6 +11,7 @@ pub mod orchestrator;
 pub mod probe;
 pub mod results;
 pub mod scaler;
+pub mod util;
 pub mod workload;
 
 /// Returned by a command the user stopped with Ctrl-C after it cleaned up; `main` exits 130.

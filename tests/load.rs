@@ -364,6 +364,16 @@ impl Drop for ChildGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_prints_partial_summary_and_exits_130() {
+    stop_with_signal("-INT").await;
+}
+
+/// `docker stop`, systemd and CI stop with SIGTERM: the same partial summary and exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_prints_partial_summary_and_exits_130() {
+    stop_with_signal("-TERM").await;
+}
+
+async fn stop_with_signal(signal: &str) {
     let server = serve(StatusCode::OK, |_| Duration::from_millis(5)).await;
     let mut child = ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_starvation"))
@@ -391,7 +401,7 @@ async fn ctrl_c_prints_partial_summary_and_exits_130() {
     let pid = child.0.id().to_string();
     assert!(
         Command::new("kill")
-            .args(["-INT", &pid])
+            .args([signal, &pid])
             .status()
             .unwrap()
             .success()
@@ -404,7 +414,7 @@ async fn ctrl_c_prints_partial_summary_and_exits_130() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let status = status.expect("exits after Ctrl-C");
+    let status = status.unwrap_or_else(|| panic!("does not exit after kill {signal}"));
     assert_eq!(status.code(), Some(130));
     let mut out = String::new();
     std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();

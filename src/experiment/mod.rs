@@ -335,7 +335,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     eprintln!("experiment folder: {}", out.display());
     let cancel = CancellationToken::new();
     {
-        let signal = crate::workload::shutdown_signal()?;
+        let signal = crate::util::shutdown_signal()?;
         let cancel = cancel.clone();
         tokio::spawn(async move {
             signal.await;

@@ -373,12 +373,12 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     });
 
     let cancel = CancellationToken::new();
+    let signal = crate::util::shutdown_signal()?;
     let ctrl_c = {
         let cancel = cancel.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                cancel.cancel();
-            }
+            signal.await;
+            cancel.cancel();
         })
     };
     let outputs = Outputs {

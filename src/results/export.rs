@@ -324,9 +324,10 @@ pub async fn run(opts: ExportOpts) -> anyhow::Result<()> {
     let req = request_from_opts(&opts, Utc::now())?;
     // Dropping the export at Ctrl-C is safe: files are written synchronously between two
     // awaits, so an interrupted export stops during a query, never mid-file.
+    let signal = crate::util::shutdown_signal()?;
     let report = tokio::select! {
         r = export_range(&req) => r?,
-        _ = tokio::signal::ctrl_c() => return Err(anyhow::Error::new(crate::Interrupted)),
+        _ = signal => return Err(anyhow::Error::new(crate::Interrupted)),
     };
     print_report(&report, &req.out);
     if let (Some(role), Some(pair)) = (opts.role, opts.pair) {

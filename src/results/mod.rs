@@ -42,8 +42,9 @@ impl ResultsError {
     }
 }
 
-/// Run blocking work with Ctrl-C handling: the first Ctrl-C asks the work to stop between two
-/// files (see [`fsutil::cancelled`]); an interrupted run returns [`crate::Interrupted`].
+/// Run blocking work with Ctrl-C (SIGINT or SIGTERM) handling: the first asks the work to stop
+/// between two files (see [`fsutil::cancelled`]); an interrupted run returns
+/// [`crate::Interrupted`].
 pub(crate) async fn run_blocking_interruptible<T, E>(
     work: impl FnOnce() -> Result<T, E> + Send + 'static,
     is_interrupt: fn(&E) -> bool,
@@ -53,10 +54,10 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     fsutil::reset_cancel();
+    let signal = crate::util::shutdown_signal()?;
     let watcher = tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            fsutil::request_cancel();
-        }
+        signal.await;
+        fsutil::request_cancel();
     });
     let res = tokio::task::spawn_blocking(work).await;
     watcher.abort();

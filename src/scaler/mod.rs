@@ -22,9 +22,7 @@ use crate::orchestrator::{Bounds, Orchestrator};
 use controller::{Controller, ControllerConfig};
 use policy::{PolicyConfig, PolicyKind};
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 15s, 1m)"))
-}
+use crate::util::parse_duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
@@ -311,7 +309,7 @@ async fn swarm_orchestrator() -> anyhow::Result<Arc<dyn Orchestrator>> {
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let cfg = opts.controller_config()?;
     let token = opts.token()?;
-    let signal = crate::workload::shutdown_signal()?;
+    let signal = crate::util::shutdown_signal()?;
     // Nothing is started before every flag checked out.
     let mut local = None;
     let orchestrator: Arc<dyn Orchestrator> = match opts.orchestrator {

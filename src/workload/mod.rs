@@ -23,9 +23,7 @@ use pool::{CpuSource, PoolConfig, ThreadPool};
 use process::CpuMeter;
 use store::Store;
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 2s, 1m)"))
-}
+use crate::util::{parse_duration, shutdown_signal};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -379,20 +377,6 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpList
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
-}
-
-/// Installs SIGTERM and SIGINT handlers now (so a signal that arrives while starting is not
-/// fatal) and returns a future that resolves on the first of them.
-pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: draining"),
-            _ = int.recv() => tracing::info!("SIGINT: draining"),
-        }
-    })
 }
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
