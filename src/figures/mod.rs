@@ -158,23 +158,9 @@ fn read_summary(data: &Path) -> Result<Option<serde_json::Value>, FigureError> {
         })
 }
 
-/// The scale window recorded by `aggregate` in `<data>/summary.json`, if any.
-pub fn recorded_window(data: &Path) -> Result<Option<(f64, f64)>, FigureError> {
-    Ok(read_summary(data)?.as_ref().and_then(window_of))
-}
-
 fn window_of(v: &serde_json::Value) -> Option<(f64, f64)> {
     let w = v.get("scale_window_s")?;
     Some((w.get(0)?.as_f64()?, w.get(1)?.as_f64()?))
-}
-
-/// Every scale event recorded by `aggregate` in `<data>/summary.json`
-/// (`scale_events.events_s`); empty when the file or the field is absent (older summaries).
-pub fn recorded_events(data: &Path) -> Result<Vec<f64>, FigureError> {
-    Ok(read_summary(data)?
-        .as_ref()
-        .map(events_of)
-        .unwrap_or_default())
 }
 
 fn events_of(v: &serde_json::Value) -> Vec<f64> {
@@ -184,7 +170,9 @@ fn events_of(v: &serde_json::Value) -> Vec<f64> {
         .unwrap_or_default()
 }
 
-/// [`recorded_window`] and [`recorded_events`] together, reading `summary.json` once.
+/// The scale marks `aggregate` recorded in `<data>/summary.json`: the window of first scale
+/// events (`scale_window_s`) and every event (`scale_events.events_s`); none when the file or a
+/// field is absent (older summaries).
 pub fn recorded_marks(data: &Path) -> Result<ScaleMarks, FigureError> {
     let v = read_summary(data)?;
     Ok(ScaleMarks {
@@ -314,8 +302,6 @@ mod tests {
         let m = recorded_marks(tmp.path()).unwrap();
         assert_eq!(m.window, None);
         assert_eq!(m.events_s, vec![24.0, 30.5, 55.0]);
-        assert_eq!(recorded_events(tmp.path()).unwrap(), m.events_s);
-        assert_eq!(recorded_window(tmp.path()).unwrap(), None);
         write("not json");
         let e = recorded_marks(tmp.path()).unwrap_err().to_string();
         assert!(e.contains("summary.json") && e.contains("not JSON"), "{e}");

@@ -5,7 +5,7 @@ use super::promjson::Series;
 use std::collections::BTreeMap;
 
 /// How the series of one metric are combined into one value per timestamp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Combine {
     /// Sum across series: quantities that add up across replicas (threads, queued items,
@@ -272,10 +272,8 @@ pub fn combine_series(series: &[Series], how: Combine) -> Combined {
     // Per replica (or per series without one): timestamp → (ts, value, from the Pushgateway).
     type Slots = BTreeMap<i64, (f64, f64, bool)>;
     let mut replicas: BTreeMap<(String, String), Slots> = BTreeMap::new();
-    let mut seen_keys: BTreeMap<(String, String), usize> = BTreeMap::new();
     for (i, s) in series.iter().enumerate() {
         let key = replica_key(&s.metric).unwrap_or_else(|| (format!("#{i}"), String::new()));
-        *seen_keys.entry(key.clone()).or_default() += 1;
         let pushed = from_pushgateway(&s.metric);
         let slots = replicas.entry(key).or_default();
         let mut own: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
@@ -295,7 +293,8 @@ pub fn combine_series(series: &[Series], how: Combine) -> Combined {
             }
         }
     }
-    out.duplicate_series = seen_keys.values().map(|n| n - 1).sum();
+    // Every series has one key: the series beyond one per key were second paths.
+    out.duplicate_series = series.len() - replicas.len();
     let mut by_ts: BTreeMap<i64, (f64, Vec<f64>)> = BTreeMap::new();
     for slots in replicas.into_values() {
         for (k, (ts, v, _)) in slots {

@@ -89,8 +89,9 @@ pub fn finish(out: &Path, st: &State) -> anyhow::Result<Vec<String>> {
         .filter_map(|p| p.strip_prefix(out).ok())
         .map(|p| p.display().to_string())
         .collect();
-    let baseline = role_numbers(&runs_dir, Role::Baseline)?;
-    let scaled = role_numbers(&runs_dir, Role::Scaled)?;
+    let pairs = crate::results::runmeta::discover(&runs_dir)?;
+    let baseline = role_numbers(&pairs, Role::Baseline)?;
+    let scaled = role_numbers(&pairs, Role::Scaled)?;
     let verdict = scaled.runs > 0
         && scaled.runs_with_scale_event == scaled.runs
         && baseline.runs_with_scale_event == 0

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::load::Summary as LoadSummary;
 use crate::results::aggregate::load_run;
 use crate::results::metrics as m;
-use crate::results::runmeta::{Role, discover};
+use crate::results::runmeta::{Pairs, Role};
 
 /// What happened to the requests of a run (or, summed, of several), from `load_summary.json`.
 #[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
@@ -43,20 +43,6 @@ impl RequestCounts {
             interrupted: s.interrupted,
             dropped: s.dropped,
         }
-    }
-
-    /// `(name, value)` of every counter, in the report's order.
-    pub fn fields(&self) -> [(&'static str, u64); 8] {
-        [
-            ("scheduled", self.scheduled),
-            ("started", self.started),
-            ("completed", self.completed),
-            ("succeeded", self.succeeded),
-            ("failed", self.failed),
-            ("timed_out", self.timed_out),
-            ("interrupted", self.interrupted),
-            ("dropped", self.dropped),
-        ]
     }
 
     fn add(&mut self, o: &Self) {
@@ -148,8 +134,7 @@ pub fn read_load_summary(dir: &Path) -> anyhow::Result<LoadSummary> {
         .map_err(|e| anyhow::anyhow!("{}: not a load summary: {e}", p.display()))
 }
 
-pub fn role_numbers(runs_dir: &Path, role: Role) -> anyhow::Result<RoleNumbers> {
-    let pairs = discover(runs_dir)?;
+pub fn role_numbers(pairs: &Pairs, role: Role) -> anyhow::Result<RoleNumbers> {
     let mut per_run = Vec::new();
     for run in pairs.runs(role) {
         let d = load_run(run, 1.0)?;

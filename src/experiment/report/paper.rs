@@ -5,6 +5,9 @@
 
 use serde::Serialize;
 
+use crate::results::aggregate::Summary;
+use crate::results::runmeta::Role;
+
 /// The paper's headline (its published 100-run mean curves).
 pub const PAPER_BASELINE_P99_S: f64 = 64.0;
 pub const PAPER_BASELINE_QUEUE_PEAK: f64 = 48.0;
@@ -43,53 +46,61 @@ pub struct RawNumbers {
     pub left_out: Vec<String>,
 }
 
-fn metric<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
-    v["metrics"]
-        .as_array()?
-        .iter()
-        .find(|m| m["metric"].as_str() == Some(name))
-}
-
-fn side(v: &serde_json::Value, role: &str) -> Option<RawSide> {
+fn side(s: &Summary, role: Role) -> Option<RawSide> {
     use crate::results::metrics as m;
-    let get = |name: &str, field: &str| metric(v, name)?[role][field].as_f64();
+    let curve = |name: &str| {
+        let x = s.metrics.iter().find(|x| x.metric == name)?;
+        match role {
+            Role::Baseline => x.baseline.as_ref(),
+            Role::Scaled => x.scaled.as_ref(),
+        }
+    };
+    let (runs, requests) = match role {
+        Role::Baseline => (s.baseline_runs, &s.requests_baseline),
+        Role::Scaled => (s.scaled_runs, &s.requests_scaled),
+    };
+    let p99 = curve(m::REQUEST_DURATION_P99)?;
     Some(RawSide {
-        runs: v[format!("{role}_runs")].as_u64()? as usize,
-        p99_peak_s: get(m::REQUEST_DURATION_P99, "peak")?,
-        p99_run_peak_median_s: get(m::REQUEST_DURATION_P99, "run_peak_median")?,
-        queue_peak: get(m::QUEUE_LENGTH, "peak")?,
-        busy_peak: get(m::BUSY_WORKER_THREADS, "peak")?,
-        threads_peak: get(m::PROCESS_THREADS, "peak")?,
-        total_requests_mean: v[format!("requests_{role}")]["total_mean"].as_f64()?,
-        failed_requests_mean: v[format!("requests_{role}")]["failed_mean"].as_f64()?,
+        runs,
+        p99_peak_s: p99.peak,
+        p99_run_peak_median_s: p99.run_peak_median,
+        queue_peak: curve(m::QUEUE_LENGTH)?.peak,
+        busy_peak: curve(m::BUSY_WORKER_THREADS)?.peak,
+        threads_peak: curve(m::PROCESS_THREADS)?.peak,
+        total_requests_mean: requests.total_mean?,
+        failed_requests_mean: requests.failed_mean?,
     })
 }
 
-/// Parse an aggregate `summary.json` into the numbers the report shows.
+/// Read an aggregate `summary.json` into the numbers the report shows.
 pub fn raw_numbers(summary_json: &str) -> anyhow::Result<RawNumbers> {
-    let v: serde_json::Value = serde_json::from_str(summary_json)?;
+    let s: Summary = serde_json::from_str(summary_json)?;
+    let e = &s.scale_events;
     let parsed = (|| {
-        let e = &v["scale_events"];
         Some(RawNumbers {
-            complete_pairs: v["complete_pairs"].as_u64()? as usize,
-            baseline: side(&v, "baseline")?,
-            scaled: side(&v, "scaled")?,
-            runs_with_scale_event: e["runs_with_event"].as_u64()? as usize,
-            first_scale_median_s: e["first_scale_median_s"].as_f64()?,
-            first_scale_min_s: e["first_scale_min_s"].as_f64()?,
-            first_scale_max_s: e["first_scale_max_s"].as_f64()?,
-            left_out: v["left_out"]
-                .as_array()?
+            complete_pairs: s.complete_pairs,
+            baseline: side(&s, Role::Baseline)?,
+            scaled: side(&s, Role::Scaled)?,
+            runs_with_scale_event: e.runs_with_event,
+            first_scale_median_s: e.first_scale_median_s?,
+            first_scale_min_s: e.first_scale_min_s?,
+            first_scale_max_s: e.first_scale_max_s?,
+            // `pair_N/<run>`: the last two parts of each left-out run's path.
+            left_out: s
+                .left_out
                 .iter()
                 .filter_map(|l| {
-                    let run = l["run"].as_str()?;
-                    let name = run.rsplit('/').take(2).collect::<Vec<_>>();
-                    Some(format!("{}/{}", name.get(1)?, name.first()?))
+                    let mut parts = l.run.iter().rev();
+                    let run = parts.next()?.to_string_lossy();
+                    let pair = parts.next()?.to_string_lossy();
+                    Some(format!("{pair}/{run}"))
                 })
                 .collect(),
         })
     })();
-    parsed.ok_or_else(|| anyhow::anyhow!("not an aggregate summary.json of the paper's raw data"))
+    parsed.ok_or_else(|| {
+        anyhow::anyhow!("an aggregate summary without the p99, queue, threads or scale events")
+    })
 }
 
 /// The embedded raw-data numbers.

@@ -6,7 +6,7 @@ use crate::results::ResultsError;
 use crate::results::metrics::{self, Kind, METRICS, MetricSpec, combine_series};
 use crate::results::promjson::{Series, read_export};
 use crate::results::runmeta::{Role, RunDir};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -31,7 +31,7 @@ pub struct RunData {
 }
 
 /// A file that was read but not used.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeftOut {
     pub run: PathBuf,
     pub metric: String,

@@ -3,11 +3,11 @@
 use super::load::LeftOut;
 use crate::results::fsutil::py_float;
 use crate::results::metrics;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Statistics of one offset slot across runs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlotStats {
     pub offset_s: f64,
     pub n: usize,
@@ -18,7 +18,7 @@ pub struct SlotStats {
 }
 
 /// Peak and mean of a mean curve, and the spread of the runs' own peaks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurveStats {
     pub runs: usize,
     /// Peak of the per-offset mean curve.
@@ -32,7 +32,7 @@ pub struct CurveStats {
 }
 
 /// The median of per-pair differences (scaled − baseline) with a bootstrap 95 % interval.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairedDiff {
     pub pairs: usize,
     pub median: f64,
@@ -40,7 +40,7 @@ pub struct PairedDiff {
     pub ci95_high: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricSummary {
     pub metric: String,
     pub file_stem: String,
@@ -58,7 +58,7 @@ pub struct MetricSummary {
     pub runs_with_duplicate_series: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     pub baseline_peak_s: f64,
     pub scaled_peak_s: f64,
@@ -70,7 +70,7 @@ pub struct LatencySummary {
 }
 
 /// Requests per run (last value of each cumulative counter), averaged and summed over runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct RequestSummary {
     pub runs: usize,
     pub total_mean: Option<f64>,
@@ -81,7 +81,7 @@ pub struct RequestSummary {
     pub dropped_sum: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScaleEventSummary {
     pub scaled_runs: usize,
     pub runs_with_event: usize,
@@ -94,14 +94,14 @@ pub struct ScaleEventSummary {
     pub events_s: Vec<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Unplaced {
     pub path: PathBuf,
     pub reason: String,
 }
 
 /// Everything `aggregate` computed; written as `summary.json` and rendered as `summary.md`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub runs_dir: PathBuf,
     pub step_s: f64,
