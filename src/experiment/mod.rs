@@ -3,25 +3,24 @@
 //! replicas, pool state and data directory) under the same load. Afterwards: aggregate, figures
 //! and `report.md`/`report.json`. See `docs/experiment.md`.
 
+pub mod local;
 pub mod profile;
 pub mod record;
 pub mod report;
+pub mod runner;
 pub mod swarm;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::monitor::prometheus::PrometheusMonitor;
 use crate::monitor::{self, Embedded, Monitor, MonitorConfig};
-use crate::orchestrator::Orchestrator;
-use crate::orchestrator::local::{LocalConfig, LocalOrchestrator};
-use crate::results::metrics as m;
-use crate::results::runmeta::{Role, ScaleEvent};
+use crate::results::runmeta::Role;
 pub use profile::Profile;
+use runner::{Backend, RunContext};
 
 impl BackendKind {
     pub fn as_str(self) -> &'static str {
@@ -155,7 +154,7 @@ fn is_finished(dir: &Path) -> bool {
 }
 
 /// The monitor a backend runs with: `--monitor` if it fits the backend, else its default.
-fn monitor_for(backend: BackendKind, monitor: Option<MonitorKind>) -> anyhow::Result<MonitorKind> {
+fn monitor_kind_for(backend: BackendKind, monitor: Option<MonitorKind>) -> anyhow::Result<MonitorKind> {
     match (backend, monitor) {
         (BackendKind::Local, m) => Ok(m.unwrap_or_default()),
         (BackendKind::Swarm, None | Some(MonitorKind::Prometheus)) => Ok(MonitorKind::Prometheus),
@@ -214,7 +213,7 @@ fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
         None => monitor::rules::DEFAULT_RULES.to_string(),
     };
     let backend = opts.backend.unwrap_or_default();
-    let monitor_kind = monitor_for(backend, opts.monitor)?;
+    let monitor_kind = monitor_kind_for(backend, opts.monitor)?;
     // Refuse what cannot run before anything starts: rules the embedded monitor cannot
     // evaluate, missing Prometheus binaries, no Swarm.
     match (backend, monitor_kind) {
@@ -360,16 +359,17 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             }
             std::fs::create_dir_all(&dir)?;
             let label = format!("pair {pair}/{} {}", st.runs, role.as_str());
-            bar.set_message(format!("{label}: starting"));
-            let before = bar.position();
-            let res = match st.backend {
-                BackendKind::Local => {
-                    run_one(&st, &program, pair, role, &dir, &cancel, &bar, &label).await
-                }
-                BackendKind::Swarm => {
-                    swarm::run_one(&st, pair, role, &dir, &cancel, &bar, &label).await
-                }
+            let run = RunContext {
+                state: &st,
+                pair,
+                role,
+                dir: &dir,
+                cancel: &cancel,
+                bar: &bar,
+                label: &label,
             };
+            let before = bar.position();
+            let res = run_and_write(&run, &program).await;
             bar.set_position(before + per_run);
             match res {
                 Ok(()) => {}
@@ -411,261 +411,35 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn unix_s(t: DateTime<Utc>) -> f64 {
-    t.timestamp_millis() as f64 / 1000.0
+/// Where this experiment's replicas run, fresh for each run.
+fn backend_for(st: &State, program: &Path) -> anyhow::Result<Box<dyn Backend>> {
+    Ok(match st.backend {
+        BackendKind::Local => Box::new(local::LocalBackend::new(program.to_path_buf())),
+        BackendKind::Swarm => Box::new(swarm::SwarmBackend::new(&st.swarm)?),
+    })
 }
 
-/// One run on a fresh deployment. Everything it starts is stopped before it returns.
-#[allow(clippy::too_many_arguments)]
-async fn run_one(
-    st: &State,
-    program: &Path,
-    pair: u32,
-    role: Role,
-    dir: &Path,
-    cancel: &CancellationToken,
-    bar: &indicatif::ProgressBar,
-    label: &str,
-) -> anyhow::Result<()> {
-    let p = &st.profile;
-    let mon: Box<dyn Monitor> = match st.monitor {
-        MonitorKind::Embedded => Box::new(
-            Embedded::start(MonitorConfig {
-                rules: monitor::parse_rules(&st.rules)?,
-                webhook: None,
-                token: None,
-                interval: Duration::from_secs(1),
-            })
-            .await?,
-        ),
-        MonitorKind::Prometheus => {
-            bar.set_message(format!("{label}: starting Prometheus"));
-            Box::new(PrometheusMonitor::start(&dir.join("monitor"), &st.rules).await?)
+/// What watches one run (its configs and logs, if any, in `dir/monitor`).
+fn monitor_of_run(st: &State, dir: &Path) -> anyhow::Result<Box<dyn Monitor>> {
+    Ok(match (st.backend, st.monitor) {
+        (BackendKind::Local, MonitorKind::Embedded) => Box::new(Embedded::new(MonitorConfig {
+            rules: monitor::parse_rules(&st.rules)?,
+            webhook: None,
+            token: None,
+            interval: Duration::from_secs(1),
+        })),
+        (BackendKind::Local, MonitorKind::Prometheus) => {
+            Box::new(PrometheusMonitor::new(&dir.join("monitor"), &st.rules))
         }
-    };
-    let gauges: Vec<&str> = m::METRICS
-        .iter()
-        .filter(|s| s.kind == m::Kind::Gauge)
-        .map(|s| s.query)
-        .collect();
-    let port = crate::child::free_loopback_port()?;
-    let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let data = dir.join("data");
-    let serve_args: Vec<String> = vec![
-        "--block-ms".into(),
-        p.block_ms.to_string(),
-        "--min-threads".into(),
-        p.min_threads.to_string(),
-        "--pushgateway".into(),
-        mon.pushgateway_url(),
-        "--push-interval".into(),
-        "1s".into(),
-        "--data-dir".into(),
-        data.display().to_string(),
-    ]
-    .into_iter()
-    .chain(p.serve_args.iter().cloned())
-    .collect();
-    let orch = match LocalOrchestrator::start(
-        LocalConfig {
-            service: SERVICE.into(),
-            program: program.to_path_buf(),
-            listen,
-            serve_args,
-            stop_timeout: Duration::from_secs(5),
-            log_filter: None,
-        },
-        p.initial_replicas,
-    )
-    .await
-    {
-        Ok(o) => Arc::new(o),
-        Err(e) => {
-            let _ = mon.finish(&[], 0.0, 0.0).await;
-            return Err(anyhow::anyhow!("starting the replicas: {e}"));
-        }
-    };
-    let scaler = if role == Role::Scaled {
-        let started = async {
-            let cfg = crate::scaler::controller::ControllerConfig::one_service(
-                SERVICE,
-                crate::orchestrator::Bounds {
-                    min: p.initial_replicas,
-                    max: p.max_replicas,
-                    step: 1,
-                },
-                // Scale-up alone is measured: no scale-down during a run.
-                crate::scaler::policy::PolicyConfig::step(Duration::from_secs(p.cooldown_s), false),
-            );
-            let o: Arc<dyn Orchestrator> = orch.clone();
-            crate::scaler::Server::start(([127, 0, 0, 1], 0).into(), None, o, cfg).await
-        }
-        .await;
-        let started = match started {
-            Ok(s) => {
-                let url = format!("http://{}/alert", s.local_addr());
-                match mon.set_webhook(Some(&url)).await {
-                    Ok(()) => Ok(s),
-                    Err(e) => {
-                        let _ = s.shutdown().await;
-                        Err(e)
-                    }
-                }
-            }
-            Err(e) => Err(e.context("starting the scaler")),
-        };
-        match started {
-            Ok(s) => Some(s),
-            Err(e) => {
-                orch.shutdown().await;
-                let _ = mon.finish(&[], 0.0, 0.0).await;
-                return Err(e);
-            }
-        }
-    } else {
-        None
-    };
-
-    bar.set_message(format!("{label}: load"));
-    let outcome = drive_load(p, listen, &orch, cancel, bar).await;
-
-    // Teardown, whatever happened.
-    bar.set_message(format!("{label}: teardown"));
-    let events = match scaler {
-        Some(s) => {
-            let ev = s.controller().events();
-            if let Err(e) = s.shutdown().await {
-                tracing::warn!("scaler shutdown: {e:#}");
-            }
-            ev
-        }
-        None => Vec::new(),
-    };
-    // Replicas first, so they can delete their groups from the monitor's receiver.
-    orch.shutdown().await;
-    let (start, end, load, summary) = match outcome {
-        Ok(o) if !cancel.is_cancelled() => o,
-        other => {
-            let _ = mon.finish(&[], 0.0, 0.0).await;
-            other?;
-            return Err(crate::Interrupted.into());
-        }
-    };
-    let (t0, t1) = (unix_s(start).round(), unix_s(end).round());
-    let rec = mon.finish(&gauges, t0, t1).await?;
-    let _ = std::fs::remove_dir_all(&data);
-
-    // Store the run like an export.
-    bar.set_message(format!("{label}: writing"));
-    for spec in m::METRICS.iter().filter(|s| s.kind == m::Kind::Gauge) {
-        let raw: Vec<_> = rec
-            .series
-            .iter()
-            .filter(|(l, _)| l.get("__name__").map(String::as_str) == Some(spec.query))
-            .map(|(l, pts)| record::series(l.clone(), pts))
-            .collect();
-        if !raw.is_empty() {
-            record::write_export(dir, spec.readable, raw)?;
-        }
-    }
-    let testid = crate::load::DEFAULT_TESTID;
-    for (name, pts) in &load.points {
-        let mut labels = std::collections::BTreeMap::new();
-        if *name == m::NODE_CPU {
-            labels.insert("instance".to_string(), "localhost".to_string());
-        } else if *name == record::REPLICAS {
-            labels.insert("service".to_string(), SERVICE.to_string());
-        } else {
-            labels.insert("testid".to_string(), testid.to_string());
-        }
-        record::write_export(dir, name, vec![record::series(labels, pts)])?;
-    }
-    let scale_events: Vec<ScaleEvent> = events
-        .iter()
-        .filter(|e| e.decision.action != crate::scaler::policy::Action::None)
-        .map(|e| ScaleEvent {
-            at: e.time,
-            from: Some(e.decision.from),
-            to: Some(e.decision.to),
-        })
-        .collect();
-    if !scale_events.is_empty() {
-        // `alert_endpoint_call`: scale actions so far, from the first one on.
-        let ticks: Vec<f64> = load
-            .points
-            .get(m::TOTAL_REQUESTS)
-            .map(|v| v.iter().map(|p| p.0).collect())
-            .unwrap_or_default();
-        let pts: Vec<(f64, f64)> = ticks
-            .iter()
-            .map(|&t| {
-                let n = scale_events.iter().filter(|e| unix_s(e.at) <= t).count();
-                (t, n as f64)
-            })
-            .filter(|p| p.1 > 0.0)
-            .collect();
-        let mut labels = std::collections::BTreeMap::new();
-        labels.insert("__name__".to_string(), "alert_endpoint_call".to_string());
-        labels.insert("service".to_string(), SERVICE.to_string());
-        record::write_export(dir, m::SCALE_EVENT, vec![record::series(labels, &pts)])?;
-    }
-    let alerts = serde_json::json!({
-        "alerts": rec.alerts,
-        "webhook_failures": rec.webhook_failures,
-        "scaler_events": events,
-    });
-    let meta =
-        record::write_run_files(dir, alerts, &summary, role, pair, start, end, scale_events)?;
-    // Written last: a run folder with run.json is a finished run.
-    meta.write(dir)?;
-    Ok(())
+        (BackendKind::Swarm, _) => Box::new(swarm::stack_monitor(&st.swarm)?),
+    })
 }
 
-type LoadOutcome = (
-    DateTime<Utc>,
-    DateTime<Utc>,
-    record::LoadSeries,
-    crate::load::Summary,
-);
-
-/// Replicas running now, read through the orchestrator seam (None if it cannot tell).
-async fn replicas(orch: &dyn Orchestrator) -> Option<usize> {
-    orch.status(SERVICE).await.ok().map(|s| s.replicas as usize)
-}
-
-/// Run the load against the replicas, recording each second.
-async fn drive_load(
-    p: &Profile,
-    listen: std::net::SocketAddr,
-    orch: &Arc<LocalOrchestrator>,
-    cancel: &CancellationToken,
-    bar: &indicatif::ProgressBar,
-) -> anyhow::Result<LoadOutcome> {
-    let url = format!("http://{listen}/test-threadpool");
-    let mut config = crate::load::Plan::config_for(&url)?;
-    config.timeout = Duration::from_secs(p.timeout_s);
-    config.graceful_stop = Duration::from_secs(p.graceful_stop_s);
-    config.pre_allocated_vus = p.pre_allocated_vus;
-    config.max_vus = p.max_vus;
-    let plan = crate::load::Plan::new(p.schedule()?, config)?;
-    let runner = crate::load::Runner::new(plan.schedule, plan.config)?;
-    let live = runner.live();
-    let start = Utc::now();
-    let mut running = tokio::spawn(runner.run(cancel.child_token()));
-    let mut series = record::LoadSeries::default();
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let report = loop {
-        tokio::select! {
-            r = &mut running => break r.context("the load generator panicked")?,
-            _ = ticker.tick() => {
-                let ts = (unix_s(Utc::now())).round();
-                series.tick(ts, &live, replicas(orch.as_ref()).await);
-                bar.inc(1);
-            }
-        }
-    };
-    let end = Utc::now();
-    series.tick(unix_s(end).round(), &live, replicas(orch.as_ref()).await);
-    Ok((start, end, series, report.summary))
+/// One run on a fresh deployment, then its folder written.
+async fn run_and_write(run: &RunContext<'_>, program: &Path) -> anyhow::Result<()> {
+    let mut backend = backend_for(run.state, program)?;
+    let mut monitor = monitor_of_run(run.state, run.dir)?;
+    let rec = runner::run_one(run, backend.as_mut(), monitor.as_mut()).await?;
+    run.say("writing");
+    record::write_run(run.dir, rec)
 }

@@ -66,7 +66,7 @@ impl LatencyStats {
 
 /// What a run did. Iteration counts: `scheduled = started + dropped`;
 /// `started = completed + interrupted`; `failed ⊆ completed`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub url: String,
     /// RFC 3339 wall-clock start.

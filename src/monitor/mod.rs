@@ -1,22 +1,24 @@
-//! The embedded monitor of `starvation experiment --monitor embedded`: a Pushgateway-style
-//! receiver the replicas push their gauges to, a sampler that evaluates the alert rules of
-//! `deploy/prometheus/alert_rules.yml` every second (the PromQL subset of [`rules`]), an alert
-//! state machine (pending → firing after `for` → resolved) and Alertmanager v4 webhooks to the
-//! scaler. Every sample is kept so the run can be stored as Prometheus `query_range` JSON.
+//! What watches an experiment's replicas, behind one seam ([`Monitor`]): the embedded monitor
+//! ([`embedded`]: a Pushgateway-style receiver, the alert rules of
+//! `deploy/prometheus/alert_rules.yml` evaluated every second over the PromQL subset of
+//! [`rules`], Prometheus' alert state machine here, Alertmanager v4 webhooks to the scaler),
+//! real Prometheus, Pushgateway and Alertmanager as local processes ([`prometheus`]), or a
+//! Prometheus someone else runs, the Swarm stack's ([`remote`]).
 
+pub mod embedded;
 pub mod prometheus;
 pub mod receiver;
+pub mod remote;
 pub mod rules;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
+use crate::results::metrics::MetricSpec;
+use crate::results::promjson::Series;
 use crate::scaler::alert::{Alert, Notification, Status};
 use futures::future::BoxFuture;
+pub use embedded::{Embedded, MonitorConfig};
 pub use rules::{Labels, Rule, Sample, parse_rules};
 
 /// One alert's state.
@@ -28,13 +30,15 @@ struct Active {
     value: f64,
 }
 
-/// A notification-worthy change of one alert, kept for the run's record.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A notification-worthy change of one alert, kept for the run's record (`alerts.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlertEvent {
     pub at: DateTime<Utc>,
     pub alert: String,
-    pub status: String,
-    pub value: f64,
+    pub status: Status,
+    /// The rule's value when it changed (None where the monitor cannot tell: Prometheus'
+    /// `ALERTS` series does not carry it).
+    pub value: Option<f64>,
     pub labels: Labels,
 }
 
@@ -178,229 +182,43 @@ pub fn notification(alerts: Vec<Alert>) -> Notification {
     }
 }
 
-/// The seam between an experiment run and what watches its replicas: the embedded monitor or
-/// real Prometheus, Pushgateway and Alertmanager processes.
-pub trait Monitor: Send + Sync {
-    /// The URL to give replicas as `--pushgateway`.
-    fn pushgateway_url(&self) -> String;
-    /// Where notifications go from now on (`None`: nowhere).
-    fn set_webhook<'a>(&'a self, url: Option<&'a str>) -> BoxFuture<'a, anyhow::Result<()>>;
-    /// Stop, returning the series named `metrics` (`__name__`) and the alerts over
-    /// `[start, end]` (unix seconds).
-    fn finish<'a>(
-        self: Box<Self>,
-        metrics: &'a [&'a str],
-        start: f64,
-        end: f64,
+/// The seam between an experiment run and what watches its replicas: the embedded monitor,
+/// real Prometheus, Pushgateway and Alertmanager processes, or the Prometheus of a Swarm stack.
+/// The runner calls `start`, then `collect` once after the load, and `stop` on every path.
+pub trait Monitor: Send {
+    /// What watches, for `alerts.json` and logs.
+    fn describe(&self) -> String;
+    /// Start watching (a monitor another party runs: nothing to do).
+    fn start(&mut self) -> BoxFuture<'_, anyhow::Result<()>>;
+    /// The URL to give replicas as `--pushgateway` (None: the backend wires its own).
+    fn pushgateway_url(&self) -> Option<String>;
+    /// Notify the scaler at `url` from now on.
+    fn set_webhook<'a>(&'a mut self, url: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// What was recorded over `[start, end]`: the series of `specs` (1 s step), the alerts
+    /// and the failed webhook deliveries.
+    fn collect<'a>(
+        &'a mut self,
+        specs: &'a [MetricSpec],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
     ) -> BoxFuture<'a, anyhow::Result<Recording>>;
+    /// Stop whatever `start` started (idempotent).
+    fn stop(&mut self) -> BoxFuture<'_, ()>;
 }
 
-impl Monitor for Embedded {
-    fn pushgateway_url(&self) -> String {
-        Embedded::pushgateway_url(self)
-    }
-
-    fn set_webhook<'a>(&'a self, url: Option<&'a str>) -> BoxFuture<'a, anyhow::Result<()>> {
-        Embedded::set_webhook(self, url.map(String::from));
-        Box::pin(async { Ok(()) })
-    }
-
-    fn finish<'a>(
-        self: Box<Self>,
-        metrics: &'a [&'a str],
-        start: f64,
-        end: f64,
-    ) -> BoxFuture<'a, anyhow::Result<Recording>> {
-        Box::pin(async move {
-            let mut rec = self.stop().await;
-            rec.series.retain(|labels, points| {
-                points.retain(|(t, _)| *t >= start && *t <= end);
-                !points.is_empty()
-                    && labels
-                        .get("__name__")
-                        .is_some_and(|n| metrics.contains(&n.as_str()))
-            });
-            Ok(rec)
-        })
-    }
-}
-
-impl Monitor for prometheus::PrometheusMonitor {
-    fn pushgateway_url(&self) -> String {
-        prometheus::PrometheusMonitor::pushgateway_url(self)
-    }
-
-    fn set_webhook<'a>(&'a self, url: Option<&'a str>) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(prometheus::PrometheusMonitor::set_webhook(self, url))
-    }
-
-    fn finish<'a>(
-        self: Box<Self>,
-        metrics: &'a [&'a str],
-        start: f64,
-        end: f64,
-    ) -> BoxFuture<'a, anyhow::Result<Recording>> {
-        Box::pin((*self).finish(metrics, start, end))
-    }
-}
-
-/// What the monitor recorded.
+/// What a monitor recorded for one run.
 #[derive(Debug, Default, Clone)]
 pub struct Recording {
-    /// Raw series: label set (with `__name__`) → (unix seconds, value).
-    pub series: BTreeMap<Labels, Vec<(f64, f64)>>,
+    /// The series of each requested metric, by its readable name.
+    pub exports: BTreeMap<&'static str, Vec<Series>>,
     pub alerts: Vec<AlertEvent>,
     /// Webhook deliveries that failed (logged; the run goes on).
     pub webhook_failures: u64,
 }
 
-/// How the monitor runs.
-#[derive(Debug, Clone)]
-pub struct MonitorConfig {
-    pub rules: Vec<Rule>,
-    /// The scaler's `/alert` URL; `None` evaluates rules without notifying (baseline runs).
-    pub webhook: Option<String>,
-    pub token: Option<String>,
-    pub interval: Duration,
-}
-
-/// The running embedded monitor.
-pub struct Embedded {
-    addr: SocketAddr,
-    webhook: Arc<Mutex<Option<String>>>,
-    stop: CancellationToken,
-    serving: tokio::task::JoinHandle<()>,
-    sampling: tokio::task::JoinHandle<Recording>,
-}
-
-impl Embedded {
-    /// Bind the receiver on a free loopback port and start sampling.
-    pub async fn start(cfg: MonitorConfig) -> anyhow::Result<Embedded> {
-        let groups: receiver::Shared = Arc::default();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-        let stop = CancellationToken::new();
-        let serve = axum::serve(listener, receiver::router(groups.clone()))
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let serving = tokio::spawn(async move {
-            if let Err(e) = serve.await {
-                tracing::warn!("monitor receiver: {e}");
-            }
-        });
-        let webhook = Arc::new(Mutex::new(cfg.webhook.clone()));
-        let sampling = tokio::spawn(sample_loop(cfg, webhook.clone(), groups, stop.clone()));
-        Ok(Embedded {
-            addr,
-            webhook,
-            stop,
-            serving,
-            sampling,
-        })
-    }
-
-    /// The URL to give replicas as `--pushgateway`.
-    pub fn pushgateway_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Where to post notifications from now on (`None`: nowhere).
-    pub fn set_webhook(&self, url: Option<String>) {
-        *self.webhook.lock().unwrap_or_else(|e| e.into_inner()) = url;
-    }
-
-    /// Stop sampling and return what was recorded.
-    pub async fn stop(self) -> Recording {
-        self.stop.cancel();
-        let rec = self.sampling.await.unwrap_or_default();
-        let _ = self.serving.await;
-        rec
-    }
-}
-
-async fn post(client: &reqwest::Client, cfg: &MonitorConfig, url: &str, n: &Notification) -> bool {
-    let mut req = client.post(url).json(n);
-    if let Some(t) = &cfg.token {
-        req = req.bearer_auth(t);
-    }
-    match req.send().await {
-        Ok(r) if r.status().is_success() => true,
-        Ok(r) => {
-            tracing::warn!("webhook {url}: HTTP {}", r.status());
-            false
-        }
-        Err(e) => {
-            tracing::warn!("webhook {url}: {e}");
-            false
-        }
-    }
-}
-
-async fn sample_loop(
-    cfg: MonitorConfig,
-    webhook: Arc<Mutex<Option<String>>>,
-    groups: receiver::Shared,
-    stop: CancellationToken,
-) -> Recording {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("a client with only a timeout set always builds");
-    let mut states = AlertStates::new(cfg.rules.clone());
-    let mut rec = Recording::default();
-    let mut ticker = tokio::time::interval(cfg.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
-        let now = Utc::now();
-        let ts = (now.timestamp_millis() as f64 / 1000.0).round();
-        let samples = groups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .samples(Instant::now());
-        for s in &samples {
-            rec.series
-                .entry(s.labels.clone())
-                .or_default()
-                .push((ts, s.value));
-        }
-        let changed = states.step(&samples, now);
-        // One notification per rule, like Alertmanager grouping by alertname.
-        let mut by_rule: BTreeMap<String, Vec<Alert>> = BTreeMap::new();
-        for a in changed {
-            rec.alerts.push(AlertEvent {
-                at: now,
-                alert: a.name().to_string(),
-                status: match a.status {
-                    Status::Firing => "firing".into(),
-                    Status::Resolved => "resolved".into(),
-                },
-                value: a.value().unwrap_or(f64::NAN),
-                labels: a.labels.clone(),
-            });
-            tracing::info!(
-                "alert {} {:?} ({})",
-                a.name(),
-                a.status,
-                a.annotations
-                    .get("summary")
-                    .map(String::as_str)
-                    .unwrap_or("")
-            );
-            by_rule.entry(a.name().to_string()).or_default().push(a);
-        }
-        let url = webhook.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(url) = url {
-            for (_, alerts) in by_rule {
-                if !post(&client, &cfg, &url, &notification(alerts)).await {
-                    rec.webhook_failures += 1;
-                }
-            }
-        }
-    }
-    rec
+/// Unix seconds.
+pub fn unix_s(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
 }
 
 #[cfg(test)]

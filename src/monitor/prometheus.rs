@@ -3,15 +3,16 @@
 //! generated from `deploy/prometheus/prometheus.yml` and `deploy/alertmanager/alertmanager.yml`.
 
 use anyhow::Context as _;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::{AlertEvent, Recording};
-use crate::results::export::query_range;
-use crate::results::promjson::Series;
+use super::remote::PrometheusReader;
+use super::{Monitor, Recording, unix_s};
+use crate::results::metrics::MetricSpec;
 
 /// The binaries this monitor runs, and the Debian packages that install them.
 pub const BINARIES: [(&str, &str); 3] = [
@@ -86,13 +87,21 @@ pub fn check_rules(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The running trio. Each process dies with us (`PR_SET_PDEATHSIG`) and on drop.
+/// The monitor of `--monitor prometheus`: configured by [`PrometheusMonitor::new`], the trio
+/// running after [`Monitor::start`].
 pub struct PrometheusMonitor {
     dir: PathBuf,
+    rules: String,
+    running: Option<Trio>,
+}
+
+/// The running trio. Each process dies with us (`PR_SET_PDEATHSIG`) and on drop.
+struct Trio {
     prometheus: Daemon,
     pushgateway: Daemon,
     alertmanager: Daemon,
     client: reqwest::Client,
+    reader: PrometheusReader,
 }
 
 /// One child process and the loopback URL it serves.
@@ -234,9 +243,20 @@ impl Daemon {
 }
 
 impl PrometheusMonitor {
-    /// Start Pushgateway, Alertmanager (notifying nobody until [`Self::set_webhook`]) and
+    /// The trio for one run: configs, logs and data in `dir`, evaluating `rules`.
+    pub fn new(dir: &Path, rules: &str) -> PrometheusMonitor {
+        PrometheusMonitor {
+            dir: dir.to_path_buf(),
+            rules: rules.to_string(),
+            running: None,
+        }
+    }
+}
+
+impl Trio {
+    /// Start Pushgateway, Alertmanager (notifying nobody until [`Trio::set_webhook`]) and
     /// Prometheus evaluating `rules`, with configs, logs and data in `dir`.
-    pub async fn start(dir: &Path, rules: &str) -> anyhow::Result<PrometheusMonitor> {
+    async fn start(dir: &Path, rules: &str) -> anyhow::Result<Trio> {
         let [prometheus, pushgateway, alertmanager] = check_binaries()?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let client = reqwest::Client::builder()
@@ -324,29 +344,20 @@ impl PrometheusMonitor {
         else {
             unreachable!("three daemons started above");
         };
-        Ok(PrometheusMonitor {
-            dir: dir.to_path_buf(),
+        let reader = PrometheusReader::new(prometheus.url.clone(), alertmanager.url.clone())?;
+        Ok(Trio {
             prometheus,
             pushgateway,
             alertmanager,
             client,
+            reader,
         })
     }
 
-    /// Prometheus' base URL.
-    pub fn prometheus_url(&self) -> &str {
-        &self.prometheus.url
-    }
-
-    /// The URL to give replicas as `--pushgateway`.
-    pub fn pushgateway_url(&self) -> String {
-        self.pushgateway.url.clone()
-    }
-
     /// Point Alertmanager's receivers at `url` (`None`: nobody) and reload it.
-    pub async fn set_webhook(&self, url: Option<&str>) -> anyhow::Result<()> {
+    async fn set_webhook(&self, dir: &Path, url: Option<&str>) -> anyhow::Result<()> {
         write(
-            &self.dir,
+            dir,
             "alertmanager.yml",
             &alertmanager_config(DEPLOY_ALERTMANAGER, url)?,
         )?;
@@ -365,18 +376,8 @@ impl PrometheusMonitor {
         Ok(())
     }
 
-    /// Read what Prometheus recorded over `[start, end]` (unix seconds, 1 s step): the series
-    /// of `metrics` and the alerts (from its `ALERTS` series), then stop all three processes
-    /// and delete their data (configs and logs stay).
-    pub async fn finish(
-        mut self,
-        metrics: &[&str],
-        start: f64,
-        end: f64,
-    ) -> anyhow::Result<Recording> {
-        // The last second's scrape and rule evaluation.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let rec = self.read(metrics, start, end).await;
+    /// Stop all three processes.
+    async fn stop(&mut self) {
         for d in [
             &mut self.prometheus,
             &mut self.alertmanager,
@@ -384,114 +385,62 @@ impl PrometheusMonitor {
         ] {
             d.stop().await;
         }
-        for data in ["prometheus-data", "alertmanager-data"] {
-            let _ = std::fs::remove_dir_all(self.dir.join(data));
-        }
-        rec
-    }
-
-    async fn read(&self, metrics: &[&str], start: f64, end: f64) -> anyhow::Result<Recording> {
-        let step = Duration::from_secs(1);
-        let base = self.prometheus_url();
-        let mut rec = Recording::default();
-        for name in metrics {
-            let (_, resp) = query_range(&self.client, base, name, start, end, step)
-                .await
-                .map_err(|e| anyhow::anyhow!("querying {name} from the run's Prometheus: {e}"))?;
-            for s in resp.series().unwrap_or(&[]) {
-                let pts = s.values.iter().map(|v| (v.ts, v.value)).collect();
-                rec.series.insert(s.metric.clone(), pts);
-            }
-        }
-        rec.alerts = read_alerts(&self.client, base, start, end).await?;
-        rec.webhook_failures = self.webhook_failures().await;
-        Ok(rec)
-    }
-
-    /// Failed webhook notifications, from Alertmanager's own counter.
-    async fn webhook_failures(&self) -> u64 {
-        let Ok(r) = self
-            .client
-            .get(format!("{}/metrics", self.alertmanager.url))
-            .send()
-            .await
-        else {
-            return 0;
-        };
-        let text = r.text().await.unwrap_or_default();
-        text.lines()
-            .filter(|l| {
-                l.starts_with("alertmanager_notifications_failed_total")
-                    && l.contains("integration=\"webhook\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
     }
 }
 
-/// The firing and resolved transitions of every alert in `prometheus` over `[start, end]`
-/// (unix seconds), from its `ALERTS` series at a 1 s step.
-pub async fn read_alerts(
-    client: &reqwest::Client,
-    prometheus: &str,
-    start: f64,
-    end: f64,
-) -> anyhow::Result<Vec<AlertEvent>> {
-    let step = Duration::from_secs(1);
-    let (_, alerts) = query_range(
-        client,
-        prometheus,
-        "ALERTS{alertstate=\"firing\"}",
-        start,
-        end,
-        step,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("querying the alerts (ALERTS) from {prometheus}: {e}"))?;
-    Ok(alert_events(
-        alerts.series().unwrap_or(&[]),
-        step.as_secs_f64(),
-        end,
-    ))
-}
-
-/// Firing and resolved events from `ALERTS{alertstate="firing"}` sampled every `step`: a gap
-/// in a series is a resolution, a series still present at `end` is still firing. The rule's
-/// value is not in `ALERTS` (NaN).
-pub fn alert_events(series: &[Series], step: f64, end: f64) -> Vec<AlertEvent> {
-    let mut out = Vec::new();
-    for s in series {
-        let mut labels = s.metric.clone();
-        labels.remove("__name__");
-        labels.remove("alertstate");
-        let alert = labels.get("alertname").cloned().unwrap_or_default();
-        let event = |t: f64, status: &str| AlertEvent {
-            at: DateTime::from_timestamp_millis((t * 1000.0) as i64).unwrap_or_default(),
-            alert: alert.clone(),
-            status: status.into(),
-            value: f64::NAN,
-            labels: labels.clone(),
-        };
-        let mut prev: Option<f64> = None;
-        for v in &s.values {
-            match prev {
-                Some(p) if v.ts - p <= step * 1.5 => {}
-                Some(p) => {
-                    out.push(event(p + step, "resolved"));
-                    out.push(event(v.ts, "firing"));
-                }
-                None => out.push(event(v.ts, "firing")),
-            }
-            prev = Some(v.ts);
-        }
-        if let Some(p) = prev
-            && p + step * 1.5 < end
-        {
-            out.push(event(p + step, "resolved"));
-        }
+impl Monitor for PrometheusMonitor {
+    fn describe(&self) -> String {
+        "Prometheus, Pushgateway and Alertmanager as local processes (ALERTS, 1 s resolution)"
+            .into()
     }
-    out.sort_by_key(|e| e.at);
-    out
+
+    fn start(&mut self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            if self.running.is_none() {
+                self.running = Some(Trio::start(&self.dir, &self.rules).await?);
+            }
+            Ok(())
+        })
+    }
+
+    fn pushgateway_url(&self) -> Option<String> {
+        self.running.as_ref().map(|t| t.pushgateway.url.clone())
+    }
+
+    fn set_webhook<'a>(&'a mut self, url: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let trio = self.running.as_ref().context("Prometheus is not running")?;
+            trio.set_webhook(&self.dir, Some(url)).await
+        })
+    }
+
+    /// What Prometheus recorded over the load, read once its last scrape and rule evaluation
+    /// are in.
+    fn collect<'a>(
+        &'a mut self,
+        specs: &'a [MetricSpec],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> BoxFuture<'a, anyhow::Result<Recording>> {
+        Box::pin(async move {
+            let trio = self.running.as_ref().context("Prometheus is not running")?;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let (t0, t1) = (unix_s(start).round(), unix_s(end).round());
+            trio.reader.read(specs, t0, t1).await
+        })
+    }
+
+    /// Stop the trio and delete its data (configs and logs stay).
+    fn stop(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(mut trio) = self.running.take() {
+                trio.stop().await;
+            }
+            for data in ["prometheus-data", "alertmanager-data"] {
+                let _ = std::fs::remove_dir_all(self.dir.join(data));
+            }
+        })
+    }
 }
 
 fn host_port(url: &str) -> String {
@@ -508,7 +457,6 @@ fn write(dir: &Path, file: &str, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::promjson::Sample;
 
     #[test]
     fn prometheus_config_points_at_this_runs_processes() {
@@ -566,38 +514,5 @@ mod tests {
                 .unwrap();
         assert!(quiet["receivers"][0].get("webhook_configs").is_none());
         assert_eq!(quiet["route"]["receiver"], quiet["receivers"][0]["name"]);
-    }
-
-    #[test]
-    fn alert_events_from_alerts_series() {
-        let mut metric = BTreeMap::new();
-        metric.insert("__name__".to_string(), "ALERTS".to_string());
-        metric.insert("alertname".to_string(), "ThreadPoolSpike".to_string());
-        metric.insert("alertstate".to_string(), "firing".to_string());
-        metric.insert("service".to_string(), "webserver".to_string());
-        // Firing 100..=102, a gap, firing again 110 to the end (120).
-        let values = [100.0, 101.0, 102.0, 110.0, 119.0, 120.0]
-            .iter()
-            .map(|&t| Sample::new(t, 1.0))
-            .collect();
-        let events = alert_events(&[Series { metric, values }], 1.0, 120.0);
-        let got: Vec<(i64, &str)> = events
-            .iter()
-            .map(|e| (e.at.timestamp(), e.status.as_str()))
-            .collect();
-        // 110 → 119 is a gap too: resolved at 111, firing again at 119, still firing at the end.
-        assert_eq!(
-            got,
-            [
-                (100, "firing"),
-                (103, "resolved"),
-                (110, "firing"),
-                (111, "resolved"),
-                (119, "firing")
-            ]
-        );
-        assert_eq!(events[0].alert, "ThreadPoolSpike");
-        assert!(!events[0].labels.contains_key("alertstate"));
-        assert_eq!(events[0].labels["service"], "webserver");
     }
 }

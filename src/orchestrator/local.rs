@@ -225,6 +225,10 @@ impl Orchestrator for LocalOrchestrator {
             self.cfg.listen
         )
     }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(LocalOrchestrator::shutdown(self))
+    }
 }
 
 #[cfg(test)]

@@ -84,4 +84,10 @@ pub trait Orchestrator: Send + Sync + 'static {
 
     /// For logs and the status page, e.g. "swarm (unix:///var/run/docker.sock)".
     fn describe(&self) -> String;
+
+    /// Stop the replicas this orchestrator started itself (local processes); an orchestrator
+    /// of a cluster it does not own leaves it as it is.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }

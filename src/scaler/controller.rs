@@ -27,7 +27,7 @@ pub enum HandleError {
 }
 
 /// One recorded decision.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub time: chrono::DateTime<chrono::Utc>,
     #[serde(flatten)]

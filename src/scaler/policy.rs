@@ -49,7 +49,7 @@ impl PolicyConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     ScaleUp,
@@ -58,7 +58,7 @@ pub enum Action {
 }
 
 /// What the scaler decided for one service, as answered to the webhook and logged.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
     pub service: String,
     pub from: u32,

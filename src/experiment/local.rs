@@ -1,0 +1,193 @@
+//! `--backend local`: the replicas are `starvation serve` child processes sharing one loopback
+//! port, started and scaled by the local orchestrator; the scaler runs in this process and the
+//! load generator too, its counters recorded each second by a [`LoadRecorder`].
+
+use anyhow::Context as _;
+use chrono::Utc;
+use futures::future::BoxFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::SERVICE;
+use super::record::LoadRecorder;
+use super::runner::{Backend, LoadEnd, RunContext, RunningLoad};
+use crate::orchestrator::local::{LocalConfig, LocalOrchestrator};
+use crate::orchestrator::{Bounds, Orchestrator};
+use crate::scaler::controller::{ControllerConfig, Event};
+use crate::scaler::policy::PolicyConfig;
+
+/// Local replicas for one run.
+pub struct LocalBackend {
+    /// The `starvation` executable the replicas run.
+    program: PathBuf,
+    deployed: Option<Deployed>,
+    scaler: Option<crate::scaler::Server>,
+}
+
+struct Deployed {
+    listen: SocketAddr,
+    data: PathBuf,
+    orchestrator: Arc<dyn Orchestrator>,
+}
+
+impl LocalBackend {
+    pub fn new(program: PathBuf) -> LocalBackend {
+        LocalBackend {
+            program,
+            deployed: None,
+            scaler: None,
+        }
+    }
+
+    fn deployed(&self) -> anyhow::Result<&Deployed> {
+        self.deployed
+            .as_ref()
+            .context("the local replicas are not deployed")
+    }
+}
+
+impl Backend for LocalBackend {
+    fn service(&self) -> String {
+        SERVICE.into()
+    }
+
+    fn deploy<'a>(
+        &'a mut self,
+        run: &'a RunContext<'a>,
+        pushgateway: Option<String>,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let p = run.profile();
+            let pushgateway =
+                pushgateway.context("the local backend needs a monitor with a Pushgateway")?;
+            let port = crate::child::free_loopback_port()?;
+            let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+            let data = run.dir.join("data");
+            let mut serve_args: Vec<String> = vec![
+                "--block-ms".into(),
+                p.block_ms.to_string(),
+                "--min-threads".into(),
+                p.min_threads.to_string(),
+                "--pushgateway".into(),
+                pushgateway,
+                "--push-interval".into(),
+                "1s".into(),
+                "--data-dir".into(),
+                data.display().to_string(),
+            ];
+            serve_args.extend(p.serve_args.iter().cloned());
+            let cfg = LocalConfig {
+                service: SERVICE.into(),
+                program: self.program.clone(),
+                listen,
+                serve_args,
+                stop_timeout: Duration::from_secs(5),
+                log_filter: None,
+            };
+            let orch = LocalOrchestrator::start(cfg, p.initial_replicas)
+                .await
+                .map_err(|e| anyhow::anyhow!("starting the replicas: {e}"))?;
+            self.deployed = Some(Deployed {
+                listen,
+                data,
+                orchestrator: Arc::new(orch),
+            });
+            Ok(())
+        })
+    }
+
+    fn start_scaler<'a>(
+        &'a mut self,
+        run: &'a RunContext<'a>,
+    ) -> BoxFuture<'a, anyhow::Result<Option<String>>> {
+        Box::pin(async move {
+            let p = run.profile();
+            let orch = self.deployed()?.orchestrator.clone();
+            let cfg = ControllerConfig::one_service(
+                SERVICE,
+                Bounds {
+                    min: p.initial_replicas,
+                    max: p.max_replicas,
+                    step: 1,
+                },
+                // Scale-up alone is measured: no scale-down during a run.
+                PolicyConfig::step(Duration::from_secs(p.cooldown_s), false),
+            );
+            let s = crate::scaler::Server::start(([127, 0, 0, 1], 0).into(), None, orch, cfg)
+                .await
+                .context("starting the scaler")?;
+            let url = format!("http://{}/alert", s.local_addr());
+            self.scaler = Some(s);
+            Ok(Some(url))
+        })
+    }
+
+    fn start_load<'a>(
+        &'a mut self,
+        run: &'a RunContext<'a>,
+    ) -> BoxFuture<'a, anyhow::Result<RunningLoad>> {
+        Box::pin(async move {
+            let p = run.profile();
+            let url = format!("http://{}/test-threadpool", self.deployed()?.listen);
+            let mut config = crate::load::Plan::config_for(&url)?;
+            config.timeout = Duration::from_secs(p.timeout_s);
+            config.graceful_stop = Duration::from_secs(p.graceful_stop_s);
+            config.pre_allocated_vus = p.pre_allocated_vus;
+            config.max_vus = p.max_vus;
+            let plan = crate::load::Plan::new(p.schedule()?, config)?;
+            let runner = crate::load::Runner::new(plan.schedule, plan.config)?;
+            let recorder = LoadRecorder::new(runner.live());
+            let start = Utc::now();
+            let running = tokio::spawn(runner.run(run.cancel.child_token()));
+            let done = Box::pin(async move {
+                let report = running.await.context("the load generator panicked")?;
+                Ok(LoadEnd {
+                    start,
+                    end: Utc::now(),
+                    summary: report.summary,
+                })
+            });
+            Ok(RunningLoad {
+                done,
+                recorder: Some(recorder),
+            })
+        })
+    }
+
+    fn replicas(&self) -> BoxFuture<'_, Option<u32>> {
+        Box::pin(async move {
+            let orch = &self.deployed.as_ref()?.orchestrator;
+            orch.status(SERVICE).await.ok().map(|s| s.replicas)
+        })
+    }
+
+    fn stop_scaler(&mut self) -> BoxFuture<'_, anyhow::Result<Vec<Event>>> {
+        Box::pin(async move {
+            let Some(s) = self.scaler.take() else {
+                return Ok(Vec::new());
+            };
+            let events = s.controller().events();
+            s.shutdown().await.context("stopping the scaler")?;
+            Ok(events)
+        })
+    }
+
+    /// The scaler first (it scales through the replicas' orchestrator), then the replicas,
+    /// then their data.
+    fn teardown(&mut self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            if let Some(s) = self.scaler.take()
+                && let Err(e) = s.shutdown().await
+            {
+                tracing::warn!("scaler shutdown: {e:#}");
+            }
+            if let Some(d) = self.deployed.take() {
+                d.orchestrator.shutdown().await;
+                let _ = std::fs::remove_dir_all(&d.data);
+            }
+            Ok(())
+        })
+    }
+}
