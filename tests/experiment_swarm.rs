@@ -132,11 +132,11 @@ fn a_pair_on_a_real_swarm() {
                 assert!(!r.is_empty(), "{} is empty", f.display());
             }
         }
-        for f in ["Replicas_export.json", "alerts.json", "load_summary.json"] {
-            let text = std::fs::read(run(role, f)).unwrap();
-            serde_json::from_slice::<serde_json::Value>(&text)
-                .unwrap_or_else(|e| panic!("{role}/{f}: {e}"));
-        }
+        // The same files, with the same schema, as the local backend's.
+        common::experiment::assert_run_files(
+            &out.join(format!("runs/pair_1/{role}")),
+            role == "scaled",
+        );
     }
     let alerts: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run("scaled", "alerts.json")).unwrap()).unwrap();

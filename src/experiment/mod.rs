@@ -154,7 +154,10 @@ fn is_finished(dir: &Path) -> bool {
 }
 
 /// The monitor a backend runs with: `--monitor` if it fits the backend, else its default.
-fn monitor_kind_for(backend: BackendKind, monitor: Option<MonitorKind>) -> anyhow::Result<MonitorKind> {
+fn monitor_kind_for(
+    backend: BackendKind,
+    monitor: Option<MonitorKind>,
+) -> anyhow::Result<MonitorKind> {
     match (backend, monitor) {
         (BackendKind::Local, m) => Ok(m.unwrap_or_default()),
         (BackendKind::Swarm, None | Some(MonitorKind::Prometheus)) => Ok(MonitorKind::Prometheus),

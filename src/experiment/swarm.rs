@@ -704,9 +704,7 @@ mod tests {
 }
 
 /// The Prometheus of a run's stack, at its published ports.
-pub fn stack_monitor(
-    opts: &SwarmOpts,
-) -> anyhow::Result<crate::monitor::remote::RemotePrometheus> {
+pub fn stack_monitor(opts: &SwarmOpts) -> anyhow::Result<crate::monitor::remote::RemotePrometheus> {
     crate::monitor::remote::RemotePrometheus::new(
         opts.url(PROMETHEUS_PORT),
         opts.url(ALERTMANAGER_PORT),

@@ -282,8 +282,14 @@ mod tests {
         let mut labels = Labels::new();
         labels.insert("__name__".into(), "busy_worker_threads".into());
         labels.insert("job".into(), "webserver".into());
-        samples.insert(labels, vec![(9.0, 1.0), (10.0, 2.0), (11.0, 3.0), (12.0, 4.0)]);
-        let specs = [*m::spec(m::BUSY_WORKER_THREADS), *m::spec(m::TOTAL_REQUESTS)];
+        samples.insert(
+            labels,
+            vec![(9.0, 1.0), (10.0, 2.0), (11.0, 3.0), (12.0, 4.0)],
+        );
+        let specs = [
+            *m::spec(m::BUSY_WORKER_THREADS),
+            *m::spec(m::TOTAL_REQUESTS),
+        ];
         let got = exports(&samples, &specs, (10.0, 11.0));
         let busy = &got[m::BUSY_WORKER_THREADS];
         assert_eq!(busy.len(), 1);

@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use crate::results::metrics::MetricSpec;
 use crate::results::promjson::Series;
 use crate::scaler::alert::{Alert, Notification, Status};
-use futures::future::BoxFuture;
 pub use embedded::{Embedded, MonitorConfig};
+use futures::future::BoxFuture;
 pub use rules::{Labels, Rule, Sample, parse_rules};
 
 /// One alert's state.

@@ -92,10 +92,7 @@ impl PrometheusReader {
         let (_, alerts) = query_range(&self.client, &self.prometheus, q, start, end, step)
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "querying the alerts (ALERTS) from {}: {e}",
-                    self.prometheus
-                )
+                anyhow::anyhow!("querying the alerts (ALERTS) from {}: {e}", self.prometheus)
             })?;
         Ok(alert_events(
             alerts.series().unwrap_or(&[]),
@@ -230,10 +227,7 @@ mod tests {
             query_for(m::spec(m::QUEUE_LENGTH)),
             "system_runtime_threadpool_queue_length{job=\"webserver\"}"
         );
-        assert_eq!(
-            query_for(m::spec(m::NODE_CPU)),
-            m::spec(m::NODE_CPU).query
-        );
+        assert_eq!(query_for(m::spec(m::NODE_CPU)), m::spec(m::NODE_CPU).query);
         assert!(query_for(m::spec(m::TOTAL_REQUESTS)).contains("testid=~'threadloadtest'"));
     }
 
@@ -250,7 +244,10 @@ mod tests {
             .map(|&t| Sample::new(t, 1.0))
             .collect();
         let events = alert_events(&[Series { metric, values }], 1.0, 120.0);
-        let got: Vec<(i64, Status)> = events.iter().map(|e| (e.at.timestamp(), e.status)).collect();
+        let got: Vec<(i64, Status)> = events
+            .iter()
+            .map(|e| (e.at.timestamp(), e.status))
+            .collect();
         // 110 → 119 is a gap too: resolved at 111, firing again at 119, still firing at the end.
         use Status::*;
         assert_eq!(

@@ -75,9 +75,8 @@ pub fn assert_quick_pair(out: &Path, scratch: &Path) {
                 .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             assert!(!r.is_empty(), "{} is empty", f.display());
         }
-        for f in ["alerts.json", "load_summary.json", "Replicas_export.json"] {
-            assert!(out.join(format!("runs/pair_1/{role}/{f}")).exists(), "{f}");
-        }
+        // The same files, with the same schema, from every backend and monitor.
+        assert_run_files(&out.join(format!("runs/pair_1/{role}")), role == "scaled");
     }
 
     // The report: scaled p99 below baseline p99, both sides present.
@@ -117,4 +116,91 @@ pub fn assert_quick_pair(out: &Path, scratch: &Path) {
     )
     .unwrap();
     assert!(!figs.is_empty());
+}
+
+/// The files of a finished run folder, whatever its backend and monitor: every export as
+/// `query_range` JSON and CSV (`Scale event` only where the scaler acted), `Replicas`,
+/// `alerts.json`, `load_summary.json` and `run.json`, each with the one schema.
+pub fn expected_run_files(scaled_acted: bool) -> Vec<String> {
+    use starvation::results::metrics::{Kind, METRICS};
+    let mut files: Vec<String> = METRICS
+        .iter()
+        .filter(|s| s.kind != Kind::ScaleEvent || scaled_acted)
+        .flat_map(|s| [s.json_file(), s.csv_file()])
+        .collect();
+    files.extend(
+        [
+            "Replicas_export.json",
+            "Replicas_export.csv",
+            "alerts.json",
+            "load_summary.json",
+            "run.json",
+        ]
+        .map(String::from),
+    );
+    files.sort();
+    files
+}
+
+/// Assert that `run` holds exactly [`expected_run_files`] (besides the folders `monitor/` and
+/// `stack/` where a monitor or a stack keeps its configs), each readable as its one type, the
+/// exports labelled alike.
+pub fn assert_run_files(run: &Path, scaled_acted: bool) {
+    use starvation::results::metrics::{self as m, Kind, METRICS};
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(run).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            assert!(
+                ["monitor", "stack"].contains(&name.as_str()),
+                "{}: unexpected folder {name}",
+                run.display()
+            );
+        } else {
+            files.push(name);
+        }
+    }
+    files.sort();
+    assert_eq!(files, expected_run_files(scaled_acted), "{}", run.display());
+
+    let alerts: starvation::experiment::record::AlertsFile =
+        serde_json::from_slice(&std::fs::read(run.join("alerts.json")).unwrap())
+            .unwrap_or_else(|e| panic!("{}/alerts.json: {e}", run.display()));
+    assert_eq!(alerts.scaler_events.is_empty(), !scaled_acted);
+    let _: starvation::load::Summary =
+        serde_json::from_slice(&std::fs::read(run.join("load_summary.json")).unwrap())
+            .unwrap_or_else(|e| panic!("{}/load_summary.json: {e}", run.display()));
+    RunMeta::read(&run.join("run.json")).unwrap();
+
+    // The label each export's series carry, whoever measured them.
+    let label_of = |readable: &str| -> &str {
+        match METRICS.iter().find(|s| s.readable == readable) {
+            Some(s) if s.readable == m::NODE_CPU => "instance",
+            Some(s) if s.kind == Kind::Gauge && !s.query.contains('(') => "job",
+            Some(s) if s.kind == Kind::ScaleEvent => "service",
+            Some(_) => "testid",
+            None => "service", // Replicas
+        }
+    };
+    for f in files.iter().filter(|f| f.ends_with("_export.json")) {
+        let path = run.join(f);
+        let r = starvation::results::promjson::read_export(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let readable = f.trim_end_matches("_export.json").replace('_', " ");
+        let label = label_of(&readable);
+        for s in r.series().unwrap_or(&[]) {
+            assert!(
+                s.metric.contains_key(label),
+                "{}: a series without `{label}`: {:?}",
+                path.display(),
+                s.metric
+            );
+        }
+        let csv = std::fs::read_to_string(path.with_extension("csv")).unwrap();
+        assert!(
+            csv.starts_with("timestamp,offset_s,value\n"),
+            "{}",
+            path.display()
+        );
+    }
 }
