@@ -1,6 +1,5 @@
 //! Child processes that never outlive us (replicas, Prometheus and friends): they get
-//! `PR_SET_PDEATHSIG(SIGTERM)` and kill-on-drop, stop with SIGTERM then SIGKILL, and listen on a
-//! free loopback port we pick for them.
+//! `PR_SET_PDEATHSIG(SIGTERM)` and kill-on-drop, and stop with SIGTERM then SIGKILL.
 
 use std::time::Duration;
 use tokio::process::{Child, Command};
@@ -31,10 +30,4 @@ pub async fn terminate(child: &mut Child, grace: Duration) -> bool {
     }
     let _ = child.kill().await;
     false
-}
-
-/// A loopback port free right now (another process may still take it before it is bound).
-pub fn free_loopback_port() -> std::io::Result<u16> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(l.local_addr()?.port())
 }

@@ -62,7 +62,7 @@ impl Backend for LocalBackend {
             let p = run.profile();
             let pushgateway =
                 pushgateway.context("the local backend needs a monitor with a Pushgateway")?;
-            let port = crate::child::free_loopback_port()?;
+            let port = crate::util::free_loopback_port()?;
             let listen: SocketAddr = ([127, 0, 0, 1], port).into();
             let data = run.dir.join("data");
             let mut serve_args: Vec<String> = vec![

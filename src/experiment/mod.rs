@@ -257,7 +257,7 @@ fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
     };
     std::fs::create_dir_all(&out)
         .with_context(|| format!("--out {}: cannot create it", out.display()))?;
-    crate::results::fsutil::write_atomic(&out.join(STATE_FILE), &serde_json::to_vec_pretty(&st)?)?;
+    crate::util::write_atomic(&out.join(STATE_FILE), &serde_json::to_vec_pretty(&st)?)?;
     if opts.out.is_none() {
         link_latest(Path::new(DEFAULT_OUT_ROOT), &out)?;
     }

@@ -336,9 +336,9 @@ pub fn write_export(
 ) -> anyhow::Result<()> {
     let resp = response(series);
     let json = serde_json::to_vec(&resp)?;
-    crate::results::fsutil::write_atomic(&dir.join(spec.json_file()), &json)?;
+    crate::util::write_atomic(&dir.join(spec.json_file()), &json)?;
     let csv = crate::results::export::export_csv(spec, &resp, start);
-    crate::results::fsutil::write_atomic(&dir.join(spec.csv_file()), csv.as_bytes())?;
+    crate::util::write_atomic(&dir.join(spec.csv_file()), csv.as_bytes())?;
     Ok(())
 }
 
@@ -350,11 +350,11 @@ pub fn write_run(dir: &Path, rec: RunRecord) -> anyhow::Result<()> {
         let spec = spec_of(name).ok_or_else(|| anyhow::anyhow!("no export named {name:?}"))?;
         write_export(dir, spec, series, start)?;
     }
-    crate::results::fsutil::write_atomic(
+    crate::util::write_atomic(
         &dir.join(ALERTS_FILE),
         &serde_json::to_vec_pretty(&rec.alerts)?,
     )?;
-    crate::results::fsutil::write_atomic(
+    crate::util::write_atomic(
         &dir.join(LOAD_SUMMARY_FILE),
         &serde_json::to_vec_pretty(&rec.summary)?,
     )?;

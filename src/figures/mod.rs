@@ -13,7 +13,7 @@ mod panel;
 pub use data::{MeanData, Series, read_mean_data};
 pub use draw::{Geometry, Rect, draw_figure};
 
-use crate::results::fsutil::{ensure_dir, progress_bar, temp_path_for};
+use crate::results::fsutil::{ensure_dir, progress_bar};
 use std::path::{Path, PathBuf};
 
 /// Errors of `figures`.
@@ -214,17 +214,14 @@ pub fn draw_all(
         for &fmt in formats {
             crate::results::fsutil::check_cancel()?;
             let path = out.join(format!("{stem}.{}", fmt.ext()));
-            let tmp = temp_path_for(&path);
-            let res = draw::draw_figure(stem, data, marks, fmt, &tmp).and_then(|_| {
-                std::fs::rename(&tmp, &path).map_err(|e| FigureError::Draw {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })
-            });
-            if let Err(e) = res {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
+            // Deleted on drop: a failed drawing leaves nothing behind.
+            let draw_err = |message: String| FigureError::Draw {
+                path: path.clone(),
+                message,
+            };
+            let tmp = crate::util::temp_beside(&path).map_err(|e| draw_err(e.to_string()))?;
+            draw::draw_figure(stem, data, marks, fmt, &tmp)?;
+            tmp.persist(&path).map_err(|e| draw_err(e.to_string()))?;
             written.push(path);
             bar.inc(1);
         }

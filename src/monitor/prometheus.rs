@@ -21,20 +21,10 @@ pub const BINARIES: [(&str, &str); 3] = [
     ("prometheus-alertmanager", "prometheus-alertmanager"),
 ];
 
-/// `binary` on `PATH`.
-pub fn find_binary(binary: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join(binary))
-        .find(|p| p.is_file())
-}
-
 /// The three binaries' paths, or an error naming the missing ones and the apt-get line that
 /// installs them.
 pub fn check_binaries() -> anyhow::Result<[PathBuf; 3]> {
-    let found = BINARIES.map(|(b, _)| find_binary(b));
+    let found = BINARIES.map(|(b, _)| crate::util::find_on_path(b));
     let missing: Vec<&str> = BINARIES
         .iter()
         .zip(&found)
@@ -60,7 +50,7 @@ pub fn check_binaries() -> anyhow::Result<[PathBuf; 3]> {
 /// Check an alert rule file for a real Prometheus: with `promtool check rules` when promtool is
 /// installed, else that it is YAML with a `groups` list.
 pub fn check_rules(text: &str) -> anyhow::Result<()> {
-    if let Some(promtool) = find_binary("promtool") {
+    if let Some(promtool) = crate::util::find_on_path("promtool") {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("alert_rules.yml");
         std::fs::write(&path, text)?;
@@ -199,7 +189,7 @@ impl Daemon {
         client: &reqwest::Client,
     ) -> anyhow::Result<Daemon> {
         for _attempt in 0..3 {
-            let port = crate::child::free_loopback_port()?;
+            let port = crate::util::free_loopback_port()?;
             let url = format!("http://127.0.0.1:{port}");
             let log_file = std::fs::File::create(log)
                 .with_context(|| format!("creating {}", log.display()))?;
@@ -448,10 +438,7 @@ fn host_port(url: &str) -> String {
 }
 
 fn write(dir: &Path, file: &str, text: &str) -> anyhow::Result<()> {
-    Ok(crate::results::fsutil::write_atomic(
-        &dir.join(file),
-        text.as_bytes(),
-    )?)
+    Ok(crate::util::write_atomic(&dir.join(file), text.as_bytes())?)
 }
 
 #[cfg(test)]

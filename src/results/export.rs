@@ -3,10 +3,11 @@
 //! `<Readable_Name>_export.csv` (`timestamp,offset_s,value`).
 
 use super::ResultsError;
-use super::fsutil::{ensure_dir, py_float, write_atomic};
+use super::fsutil::{ensure_dir, py_float};
 use super::metrics::{self, Kind, MetricSpec, combine_series};
 use super::promjson::{QueryRangeResponse, parse_response};
 use super::runmeta::{Role, RunMeta, ScaleEvent};
+use crate::util::write_atomic;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,40 +1,9 @@
-//! Atomic file writes: write a temporary file beside the target, then rename it into place, so a
-//! crash or an error never leaves a half-written output behind.
+//! File-system helpers of the results commands: output folders created or replaced whole
+//! ([`StagedDir`]), Python-compatible float text, cancellation between files, progress bars.
+//! (Atomic single-file writes are [`crate::util::write_atomic`].)
 
 use super::ResultsError;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// A temporary path in the same directory as `path` that keeps its extension (plotters picks the
-/// image encoder from the extension).
-pub fn temp_path_for(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".to_string());
-    let (stem, ext) = match name.rsplit_once('.') {
-        Some((s, e)) => (s.to_string(), format!(".{e}")),
-        None => (name.clone(), String::new()),
-    };
-    let tmp = format!(".{stem}.tmp-{}{ext}", std::process::id());
-    path.with_file_name(tmp)
-}
-
-/// Write `bytes` to `path` atomically (temp file + fsync + rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
-    let tmp = temp_path_for(path);
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(ResultsError::io(path, e));
-    }
-    Ok(())
-}
 
 /// Create `dir` (and parents), naming the flag it came from when that fails.
 pub fn ensure_dir(dir: &Path, flag: &str) -> Result<(), ResultsError> {
@@ -214,14 +183,6 @@ mod tests {
     }
 
     #[test]
-    fn temp_path_keeps_extension_and_directory() {
-        let p = temp_path_for(Path::new("/x/y/Stacked_Figures.png"));
-        assert_eq!(p.parent(), Some(Path::new("/x/y")));
-        assert!(p.to_string_lossy().ends_with(".png"));
-        assert_ne!(p, Path::new("/x/y/Stacked_Figures.png"));
-    }
-
-    #[test]
     fn staged_dir_replaces_the_whole_folder_or_nothing() {
         let root = tempfile::tempdir().unwrap();
         let out = root.path().join("means");
@@ -251,15 +212,5 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("new or empty folder"), "{err}");
         assert!(other.join("cat.jpg").exists());
-    }
-
-    #[test]
-    fn write_atomic_replaces_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a.csv");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -33,6 +33,15 @@ pub enum ResultsError {
     Interrupted,
 }
 
+impl From<crate::util::WriteError> for ResultsError {
+    fn from(e: crate::util::WriteError) -> Self {
+        ResultsError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl ResultsError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ResultsError::Io {

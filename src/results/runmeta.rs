@@ -105,7 +105,7 @@ impl RunMeta {
     /// Write `run.json` into `dir` atomically.
     pub fn write(&self, dir: &Path) -> Result<(), ResultsError> {
         let json = serde_json::to_vec_pretty(self).expect("run metadata serialises");
-        super::fsutil::write_atomic(&dir.join(RUN_META_FILE), &json)
+        Ok(crate::util::write_atomic(&dir.join(RUN_META_FILE), &json)?)
     }
 }
 

@@ -115,12 +115,12 @@ pub fn finish(out: &Path, st: &State) -> anyhow::Result<Vec<String>> {
         machine: machine(),
         figures,
     };
-    crate::results::fsutil::write_atomic(
+    crate::util::write_atomic(
         &out.join("report.json"),
         &serde_json::to_vec_pretty(&report)?,
     )?;
     let md = render_markdown(&report);
-    crate::results::fsutil::write_atomic(&out.join("report.md"), md.as_bytes())?;
+    crate::util::write_atomic(&out.join("report.md"), md.as_bytes())?;
     Ok(vec![
         format!(
             "baseline: p99 peak {:.2} s, queue peak {:.0}; scaled: p99 peak {:.2} s, queue peak {:.0}, first scale {}",

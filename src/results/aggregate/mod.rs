@@ -11,10 +11,11 @@ pub use load::{LeftOut, RunData, align, foreign_series, load_run};
 pub use summary::*;
 
 use super::ResultsError;
-use super::fsutil::{StagedDir, ensure_dir, write_atomic};
+use super::fsutil::{StagedDir, ensure_dir};
 use super::metrics::{self, Kind, METRICS};
 use super::runmeta::{self, Pairs, Role, RunDir};
 use super::stats;
+use crate::util::write_atomic;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
