@@ -75,3 +75,57 @@ fn engine_errors_are_told_apart() {
         "{line:?}"
     );
 }
+
+/// The node, label, secret and listing calls on this machine's Engine (the container calls run
+/// in `tests/experiment_swarm.rs`, which builds an image to run).
+#[tokio::test]
+#[ignore = "needs a Docker Engine in a Swarm: docker swarm init --advertise-addr 127.0.0.1"]
+async fn node_label_and_secret_calls_on_the_real_swarm() {
+    let engine = Engine::connect().await.unwrap();
+    let node = engine.manager_node().await.unwrap();
+    let roles = engine.node_roles().await.unwrap();
+    assert!(roles.iter().any(|(id, _)| *id == node), "{roles:?}");
+
+    let key = format!("starvation.test-{}", std::process::id());
+    let label = async || {
+        let n = engine.docker().inspect_node(&node).await.unwrap();
+        n.spec
+            .unwrap()
+            .labels
+            .unwrap_or_default()
+            .get(&key)
+            .cloned()
+    };
+    engine.set_node_label(&node, &key, Some("a")).await.unwrap();
+    assert_eq!(label().await.as_deref(), Some("a"));
+    // Unchanged, changed, removed, removed again.
+    engine.set_node_label(&node, &key, Some("a")).await.unwrap();
+    engine.set_node_label(&node, &key, Some("b")).await.unwrap();
+    assert_eq!(label().await.as_deref(), Some("b"));
+    engine.set_node_label(&node, &key, None).await.unwrap();
+    assert_eq!(label().await, None);
+    engine.set_node_label(&node, &key, None).await.unwrap();
+
+    let secret = key.replace('.', "_");
+    assert!(!engine.secret_exists(&secret).await.unwrap());
+    engine.create_secret(&secret, b"token").await.unwrap();
+    assert!(engine.secret_exists(&secret).await.unwrap());
+    // A name that only starts like it is another secret.
+    assert!(
+        !engine
+            .secret_exists(&secret[..secret.len() - 1])
+            .await
+            .unwrap()
+    );
+    engine.remove_secret(&secret).await.unwrap();
+    assert!(!engine.secret_exists(&secret).await.unwrap());
+    assert!(engine.remove_secret(&secret).await.is_err());
+
+    let stack = format!("nostack{}", std::process::id());
+    assert_eq!(engine.stack_leftovers(&stack).await, Vec::<String>::new());
+    let missing = vec![format!("starvation/none:{stack}")];
+    assert_eq!(engine.missing_images(&missing).await.unwrap(), missing);
+    engine.remove_container(&stack).await.unwrap();
+    let e = engine.exit_code(&stack).await.unwrap_err();
+    assert!(format!("{e:#}").contains(&stack), "{e:#}");
+}
