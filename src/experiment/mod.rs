@@ -200,13 +200,13 @@ fn link_latest(root: &Path, dir: &Path) -> anyhow::Result<()> {
 /// The experiment's plan and its folder: read back on --resume, else checked and written.
 /// Every flag is checked before the output folder is looked at, so a bad flag is reported as
 /// the bad flag.
-fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
+async fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
     if opts.resume {
         let out = opts
             .out
             .clone()
             .unwrap_or_else(|| Path::new(DEFAULT_OUT_ROOT).join(LATEST_LINK));
-        return Ok((resume_state(opts, &out)?, out));
+        return Ok((resume_state(opts, &out).await?, out));
     }
     let profile = Profile::resolve(opts.profile.as_deref().unwrap_or("paper"))?;
     let rules_path = opts.rules.clone().or_else(|| profile.rules.clone());
@@ -229,7 +229,7 @@ fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
         }
         (BackendKind::Swarm, _) => {
             monitor::prometheus::check_rules(&rules)?;
-            swarm::preflight(&opts.swarm)?;
+            swarm::preflight(&opts.swarm).await?;
         }
     }
     let out = match &opts.out {
@@ -265,7 +265,7 @@ fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
 }
 
 /// The saved plan of the experiment in `out`, checked against the flags given with --resume.
-fn resume_state(opts: &Opts, out: &Path) -> anyhow::Result<State> {
+async fn resume_state(opts: &Opts, out: &Path) -> anyhow::Result<State> {
     let state_path = out.join(STATE_FILE);
     let bytes = std::fs::read(&state_path).with_context(|| {
         format!(
@@ -307,7 +307,7 @@ fn resume_state(opts: &Opts, out: &Path) -> anyhow::Result<State> {
     }
     st.swarm = st.swarm.resumed(&opts.swarm);
     if st.backend == BackendKind::Swarm {
-        swarm::preflight(&st.swarm)?;
+        swarm::preflight(&st.swarm).await?;
     }
     Ok(st)
 }
@@ -333,7 +333,7 @@ fn progress(total: u64) -> indicatif::ProgressBar {
 }
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
-    let (st, out) = prepare(&opts)?;
+    let (st, out) = prepare(&opts).await?;
     eprintln!("experiment folder: {}", out.display());
     let cancel = CancellationToken::new();
     {

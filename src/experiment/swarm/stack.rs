@@ -1,0 +1,351 @@
+//! The stack a run deploys: `deploy/docker-compose.yml` as built into this binary, adapted to
+//! this kernel, the profile and the run's role; and the two docker CLI calls stacks need
+//! (there is no Engine API for `docker stack deploy` / `docker stack rm`).
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+use crate::experiment::Profile;
+use crate::results::runmeta::Role;
+
+const COMPOSE: &str = include_str!("../../../deploy/docker-compose.yml");
+const PROMETHEUS_YML: &str = include_str!("../../../deploy/prometheus/prometheus.yml");
+const ALERTMANAGER_YML: &str = include_str!("../../../deploy/alertmanager/alertmanager.yml");
+
+/// Ports the stack publishes on the host (deploy/docker-compose.yml; a unit test keeps them).
+pub const PROMETHEUS_PORT: u16 = 9090;
+pub const PUSHGATEWAY_PORT: u16 = 9091;
+pub const ALERTMANAGER_PORT: u16 = 9093;
+pub const SCALER_PORT: u16 = 5001;
+
+/// The secret the scaler and Alertmanager share (`external: true` in the stack file).
+pub const SECRET: &str = "alertapi_token";
+/// Images the stack runs, without their tag.
+pub const IMAGES: [&str; 5] = [
+    "starvation",
+    "starvation/prometheus",
+    "starvation/pushgateway",
+    "starvation/alertmanager",
+    "starvation/node-exporter",
+];
+
+/// The docker CLI, for stacks only.
+const CLI: &str = "docker";
+
+/// Swarm's routing mesh and its service VIPs are IPVS: without the kernel's `ip_vs` module
+/// (`/proc/net/ip_vs` missing and `modprobe ip_vs` failing) published ports and VIPs silently
+/// do not answer.
+pub fn kernel_has_ipvs() -> bool {
+    Path::new("/proc/net/ip_vs").exists()
+        || std::process::Command::new("modprobe")
+            .arg("ip_vs")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// The stack for a kernel without IPVS: `endpoint_mode: dnsrr` on every service, the
+/// single-replica services' ports published in host mode, and no published port for the
+/// workload (several replicas on one node cannot share a host port; reach it inside the
+/// overlay network).
+pub fn use_dnsrr(doc: &mut Value) -> anyhow::Result<()> {
+    let services = doc["services"]
+        .as_object_mut()
+        .context("the stack file has no services")?;
+    for (name, svc) in services.iter_mut() {
+        let svc = svc
+            .as_object_mut()
+            .with_context(|| format!("service {name} is not a map"))?;
+        svc.entry("deploy").or_insert(json!({}))["endpoint_mode"] = "dnsrr".into();
+        let Some(ports) = svc.remove("ports") else {
+            continue;
+        };
+        if name == "webserver" {
+            continue;
+        }
+        let host_mode = ports
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let (published, target) = p
+                    .as_str()
+                    .and_then(|p| p.split_once(':'))
+                    .with_context(|| format!("service {name}: port {p} is not \"HOST:TARGET\""))?;
+                Ok(json!({
+                    "target": target.parse::<u16>()?,
+                    "published": published.parse::<u16>()?,
+                    "protocol": "tcp",
+                    "mode": "host",
+                }))
+            })
+            .collect::<anyhow::Result<Vec<Value>>>()?;
+        svc.insert("ports".into(), host_mode.into());
+    }
+    Ok(())
+}
+
+/// The embedded stack file without Grafana (no image can be built for it here), in the
+/// variant this kernel can run.
+pub(super) fn stack_doc(ipvs: bool) -> anyhow::Result<Value> {
+    let mut doc: Value = serde_norway::from_str(COMPOSE).context("the embedded stack file")?;
+    if let Some(s) = doc["services"].as_object_mut() {
+        s.remove("grafana");
+    }
+    if let Some(c) = doc["configs"].as_object_mut() {
+        c.retain(|k, _| !k.starts_with("grafana") && !k.starts_with("dashboard"));
+    }
+    if !ipvs {
+        use_dnsrr(&mut doc)?;
+    }
+    Ok(doc)
+}
+
+/// Host ports a stack file publishes (`"H:T"` strings and long-syntax maps).
+pub(super) fn host_ports(doc: &Value) -> Vec<u16> {
+    let services = doc["services"].as_object().into_iter().flatten();
+    let ports = services.flat_map(|(_, s)| s["ports"].as_array().cloned().unwrap_or_default());
+    ports
+        .filter_map(|p| match &p {
+            Value::String(s) => s.split_once(':')?.0.parse().ok(),
+            _ => p["published"].as_u64().and_then(|v| u16::try_from(v).ok()),
+        })
+        .collect()
+}
+
+/// What a run deploys: the stack file's variant for this kernel, adapted to the profile and
+/// the run's role (scaled: the scaler with the profile's bounds and cooldown, no scale-down;
+/// baseline: no scaler), with its config files in `dir`.
+pub(super) fn stack_for_run(
+    p: &Profile,
+    role: Role,
+    dir: &Path,
+    ipvs: bool,
+) -> anyhow::Result<Value> {
+    let mut doc = stack_doc(ipvs)?;
+    let svc = &mut doc["services"];
+    let mut serve: Vec<String> = [
+        "serve",
+        "--listen",
+        "0.0.0.0:5000",
+        "--data-dir",
+        "/data",
+        "--push-interval",
+        "1s",
+    ]
+    .map(String::from)
+    .to_vec();
+    serve.extend([
+        "--block-ms".into(),
+        p.block_ms.to_string(),
+        "--min-threads".into(),
+        p.min_threads.to_string(),
+    ]);
+    serve.extend(p.serve_args.iter().cloned());
+    svc["webserver"]["command"] = json!(serve);
+    let deploy = &mut svc["webserver"]["deploy"];
+    deploy["replicas"] = json!(p.initial_replicas);
+    deploy["labels"]["starvation.min"] = json!(p.initial_replicas.to_string());
+    deploy["labels"]["starvation.max"] = json!(p.max_replicas.to_string());
+    match role {
+        Role::Scaled => {
+            let cmd = svc["alertapi"]["command"]
+                .as_array_mut()
+                .context("the stack file's alertapi has no command list")?;
+            for a in [
+                format!("--min={}", p.initial_replicas),
+                format!("--max={}", p.max_replicas),
+                format!("--cooldown={}s", p.cooldown_s),
+                "--no-scale-down".into(),
+            ] {
+                cmd.push(a.into());
+            }
+        }
+        // The paper's baseline: the stack without the scaler (Alertmanager's webhook fails).
+        Role::Baseline => {
+            if let Some(s) = svc.as_object_mut() {
+                s.remove("alertapi");
+            }
+        }
+    }
+    for (key, file) in [
+        ("prometheus_yml", "prometheus.yml"),
+        ("alert_rules_yml", "alert_rules.yml"),
+        ("alertmanager_yml", "alertmanager.yml"),
+    ] {
+        doc["configs"][key]["file"] = dir.join(file).display().to_string().into();
+    }
+    Ok(doc)
+}
+
+/// Write the run's stack (compose file, Prometheus, `rules`, Alertmanager) into `dir`.
+pub(super) fn write_stack(
+    profile: &Profile,
+    rules: &str,
+    role: Role,
+    dir: &Path,
+    ipvs: bool,
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let doc = stack_for_run(profile, role, dir, ipvs)?;
+    for (file, text) in [
+        ("prometheus.yml", PROMETHEUS_YML),
+        ("alert_rules.yml", rules),
+        ("alertmanager.yml", ALERTMANAGER_YML),
+    ] {
+        std::fs::write(dir.join(file), text)?;
+    }
+    let compose = dir.join("docker-compose.yml");
+    std::fs::write(&compose, serde_norway::to_string(&doc)?)?;
+    Ok(compose)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The docker CLI, for stacks only
+
+/// Whether the docker CLI is on `PATH` (looked for, not run: it is needed only to deploy).
+pub(super) fn cli_on_path() -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let cli = dir.join(CLI);
+            std::fs::metadata(&cli).is_ok_and(|m| {
+                std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+                    && m.is_file()
+            })
+        })
+    })
+}
+
+/// `docker ARGS` with `env` added, stdin null: Ok on success, else an error with the command
+/// and its stderr.
+async fn cli(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let shown = format!("{CLI} {}", args.join(" "));
+    let out = tokio::process::Command::new(CLI)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .with_context(|| {
+            format!(
+                "running `{shown}`: --backend swarm needs the docker CLI for stacks; install it \
+                 (`apt-get install docker.io`)"
+            )
+        })?;
+    anyhow::ensure!(
+        out.status.success(),
+        "`{shown}` failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// `docker stack deploy` of `compose` as `stack`, with `env` (the stack file's variables) set;
+/// images are used as they are on the nodes (no registry).
+pub async fn deploy(compose: &Path, stack: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let compose = compose.display().to_string();
+    let args = [
+        "stack",
+        "deploy",
+        "--resolve-image",
+        "never",
+        "-c",
+        &compose,
+        stack,
+    ];
+    cli(&args, env).await
+}
+
+/// `docker stack rm`: asks the Swarm to remove the stack (removal goes on afterwards).
+pub async fn remove(stack: &str) -> anyhow::Result<()> {
+    cli(&["stack", "rm", stack], &[]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stack_publishes_the_ports_the_runner_uses() {
+        let mut ports = host_ports(&stack_doc(false).unwrap());
+        ports.sort();
+        assert_eq!(
+            ports,
+            [
+                SCALER_PORT,
+                PROMETHEUS_PORT,
+                PUSHGATEWAY_PORT,
+                ALERTMANAGER_PORT
+            ]
+        );
+        // With IPVS the workload is published through the routing mesh too.
+        assert!(host_ports(&stack_doc(true).unwrap()).contains(&5000));
+    }
+
+    #[test]
+    fn runs_get_the_profile_and_the_scaler_only_when_scaled() {
+        let dir = Path::new("/x/stack");
+        let p = Profile::quick();
+        let scaled = stack_for_run(&p, Role::Scaled, dir, false).unwrap();
+        let web = &scaled["services"]["webserver"];
+        let cmd: Vec<&str> = web["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(
+            cmd.windows(2).any(|w| w == ["--block-ms", "2000"]),
+            "{cmd:?}"
+        );
+        assert!(cmd.ends_with(&["--starvation-delay", "2s"]), "{cmd:?}");
+        assert_eq!(web["deploy"]["replicas"], 1);
+        assert_eq!(web["deploy"]["labels"]["starvation.max"], "5");
+        assert_eq!(web["deploy"]["endpoint_mode"], "dnsrr");
+        let alertapi = scaled["services"]["alertapi"]["command"].to_string();
+        for flag in ["--cooldown=10s", "--no-scale-down", "--max=5", "--min=1"] {
+            assert!(alertapi.contains(flag), "{alertapi}");
+        }
+        assert!(scaled["services"].get("grafana").is_none());
+        // The healthcheck stays: the scaler sends the spec back as the Engine's JSON.
+        assert!(web.get("healthcheck").is_some());
+        assert_eq!(
+            scaled["configs"]["alert_rules_yml"]["file"],
+            "/x/stack/alert_rules.yml"
+        );
+        assert_eq!(
+            scaled["configs"].as_object().unwrap().len(),
+            3,
+            "{}",
+            scaled["configs"]
+        );
+        let baseline = stack_for_run(&p, Role::Baseline, dir, false).unwrap();
+        assert!(baseline["services"].get("alertapi").is_none());
+    }
+
+    #[test]
+    fn the_run_folder_gets_the_stack_and_the_given_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = dir.path().join("stack");
+        let compose = write_stack(
+            &Profile::quick(),
+            "groups: []\n",
+            Role::Baseline,
+            &stack,
+            true,
+        )
+        .unwrap();
+        assert_eq!(compose, stack.join("docker-compose.yml"));
+        let rules = std::fs::read_to_string(stack.join("alert_rules.yml")).unwrap();
+        assert_eq!(rules, "groups: []\n");
+        let doc: Value =
+            serde_norway::from_str(&std::fs::read_to_string(&compose).unwrap()).unwrap();
+        assert_eq!(
+            doc["configs"]["prometheus_yml"]["file"],
+            stack.join("prometheus.yml").display().to_string()
+        );
+        assert!(stack.join("alertmanager.yml").is_file());
+    }
+}
