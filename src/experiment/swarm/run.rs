@@ -26,6 +26,8 @@ pub struct SwarmBackend {
     /// Set by `deploy` (the Engine connection and everything the run created).
     dep: Option<Deployment>,
     replicas: Option<SwarmOrchestrator>,
+    /// The stack holds a scaler (scaled runs).
+    scaler: bool,
 }
 
 impl SwarmBackend {
@@ -37,6 +39,7 @@ impl SwarmBackend {
                 .build()?,
             dep: None,
             replicas: None,
+            scaler: false,
         })
     }
 
@@ -110,6 +113,7 @@ impl Backend for SwarmBackend {
         Box::pin(async move {
             let stack = self.dep()?.stack.clone();
             ready::wait_scaler(&self.http, &self.opts, &stack, run.cancel).await?;
+            self.scaler = true;
             Ok(None)
         })
     }
@@ -174,6 +178,9 @@ impl Backend for SwarmBackend {
     /// The stack's scaler goes with the stack; its decisions come from its `/events`.
     fn stop_scaler(&mut self) -> BoxFuture<'_, anyhow::Result<Vec<Event>>> {
         Box::pin(async move {
+            if !self.scaler {
+                return Ok(Vec::new());
+            }
             let url = self.opts.url(stack::SCALER_PORT) + "/events";
             let r = self
                 .http
