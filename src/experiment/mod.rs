@@ -4,6 +4,7 @@
 //! and `report.md`/`report.json`. See `docs/experiment.md`.
 
 pub mod local;
+pub mod plan;
 pub mod profile;
 pub mod record;
 pub mod report;
@@ -11,7 +12,7 @@ pub mod runner;
 pub mod swarm;
 
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::monitor::prometheus::PrometheusMonitor;
 use crate::monitor::{self, Embedded, Monitor, MonitorConfig};
 use crate::results::runmeta::Role;
+pub use plan::{DEFAULT_OUT_ROOT, LATEST_LINK, State};
 pub use profile::Profile;
 use runner::{Backend, RunContext};
 
@@ -122,26 +124,6 @@ pub struct Opts {
     pub swarm: swarm::SwarmOpts,
 }
 
-/// The experiment's plan, saved in `experiment.json`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct State {
-    pub format: String,
-    pub runs: u32,
-    pub profile: Profile,
-    /// The rule file's text (so a resumed experiment evaluates the same rules).
-    pub rules: String,
-    pub started: DateTime<Utc>,
-    #[serde(default)]
-    pub backend: BackendKind,
-    #[serde(default)]
-    pub monitor: MonitorKind,
-    #[serde(default)]
-    pub swarm: swarm::SwarmOpts,
-}
-
-const STATE_FORMAT: &str = "starvation-experiment/1";
-
 /// `runs/pair_N/<role>`.
 pub fn run_dir(out: &Path, pair: u32, role: Role) -> PathBuf {
     out.join("runs")
@@ -151,165 +133,6 @@ pub fn run_dir(out: &Path, pair: u32, role: Role) -> PathBuf {
 
 fn is_finished(dir: &Path) -> bool {
     dir.join(crate::results::runmeta::RUN_META_FILE).exists()
-}
-
-/// The monitor a backend runs with: `--monitor` if it fits the backend, else its default.
-fn monitor_kind_for(
-    backend: BackendKind,
-    monitor: Option<MonitorKind>,
-) -> anyhow::Result<MonitorKind> {
-    match (backend, monitor) {
-        (BackendKind::Local, m) => Ok(m.unwrap_or_default()),
-        (BackendKind::Swarm, None | Some(MonitorKind::Prometheus)) => Ok(MonitorKind::Prometheus),
-        (BackendKind::Swarm, Some(MonitorKind::Embedded)) => anyhow::bail!(
-            "--backend swarm --monitor embedded: the swarm backend is watched by the stack's own \
-             Prometheus; drop --monitor (or say --monitor prometheus)"
-        ),
-    }
-}
-
-/// The parent of the dated default output folders, and its `latest` link.
-pub const DEFAULT_OUT_ROOT: &str = "experiment";
-pub const LATEST_LINK: &str = "latest";
-
-/// A new dated folder under `root` (`2026-12-01_22-38-04`, `-2` … if taken).
-fn new_dated_dir(root: &Path) -> PathBuf {
-    let stamp = Utc::now().format("%Y-%m-%d_%H-%M-%S").to_string();
-    let mut dir = root.join(&stamp);
-    let mut n = 2;
-    while dir.exists() {
-        dir = root.join(format!("{stamp}-{n}"));
-        n += 1;
-    }
-    dir
-}
-
-/// Point `root/latest` at `dir` (a relative symlink, replaced atomically).
-fn link_latest(root: &Path, dir: &Path) -> anyhow::Result<()> {
-    let Some(name) = dir.file_name() else {
-        return Ok(());
-    };
-    let link = root.join(LATEST_LINK);
-    let tmp = root.join(format!(".{LATEST_LINK}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(name, &tmp)
-        .and_then(|_| std::fs::rename(&tmp, &link))
-        .with_context(|| format!("pointing {} at {}", link.display(), dir.display()))
-}
-
-/// The experiment's plan and its folder: read back on --resume, else checked and written.
-/// Every flag is checked before the output folder is looked at, so a bad flag is reported as
-/// the bad flag.
-async fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
-    if opts.resume {
-        let out = opts
-            .out
-            .clone()
-            .unwrap_or_else(|| Path::new(DEFAULT_OUT_ROOT).join(LATEST_LINK));
-        return Ok((resume_state(opts, &out).await?, out));
-    }
-    let profile = Profile::resolve(opts.profile.as_deref().unwrap_or("paper"))?;
-    let rules_path = opts.rules.clone().or_else(|| profile.rules.clone());
-    let rules = match &rules_path {
-        Some(p) => std::fs::read_to_string(p)
-            .with_context(|| format!("--rules {}: cannot read it", p.display()))?,
-        None => monitor::rules::DEFAULT_RULES.to_string(),
-    };
-    let backend = opts.backend.unwrap_or_default();
-    let monitor_kind = monitor_kind_for(backend, opts.monitor)?;
-    // Refuse what cannot run before anything starts: rules the embedded monitor cannot
-    // evaluate, missing Prometheus binaries, no Swarm.
-    match (backend, monitor_kind) {
-        (BackendKind::Local, MonitorKind::Embedded) => {
-            monitor::parse_rules(&rules)?;
-        }
-        (BackendKind::Local, MonitorKind::Prometheus) => {
-            monitor::prometheus::check_binaries()?;
-            monitor::prometheus::check_rules(&rules)?;
-        }
-        (BackendKind::Swarm, _) => {
-            monitor::prometheus::check_rules(&rules)?;
-            swarm::preflight(&opts.swarm).await?;
-        }
-    }
-    let out = match &opts.out {
-        Some(out) => {
-            if out.join(STATE_FILE).exists() || out.join("runs").exists() {
-                anyhow::bail!(
-                    "--out {} already holds an experiment: continue it with --resume --out {0}, \
-                     or choose another --out (without --out, each experiment gets a new folder)",
-                    out.display()
-                );
-            }
-            out.clone()
-        }
-        None => new_dated_dir(Path::new(DEFAULT_OUT_ROOT)),
-    };
-    let st = State {
-        format: STATE_FORMAT.into(),
-        runs: opts.runs.unwrap_or(1),
-        profile,
-        rules,
-        started: Utc::now(),
-        backend,
-        monitor: monitor_kind,
-        swarm: opts.swarm.clone(),
-    };
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("--out {}: cannot create it", out.display()))?;
-    crate::util::write_atomic(&out.join(STATE_FILE), &serde_json::to_vec_pretty(&st)?)?;
-    if opts.out.is_none() {
-        link_latest(Path::new(DEFAULT_OUT_ROOT), &out)?;
-    }
-    Ok((st, out))
-}
-
-/// The saved plan of the experiment in `out`, checked against the flags given with --resume.
-async fn resume_state(opts: &Opts, out: &Path) -> anyhow::Result<State> {
-    let state_path = out.join(STATE_FILE);
-    let bytes = std::fs::read(&state_path).with_context(|| {
-        format!(
-            "--resume: no experiment to continue in {} (no {STATE_FILE})",
-            out.display()
-        )
-    })?;
-    let mut st: State = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: unreadable", state_path.display()))?;
-    anyhow::ensure!(
-        st.format == STATE_FORMAT,
-        "{}: format {:?}, this version reads {STATE_FORMAT:?}",
-        state_path.display(),
-        st.format
-    );
-    if let Some(p) = &opts.profile {
-        let given = Profile::resolve(p)?;
-        anyhow::ensure!(
-            given == st.profile,
-            "--resume --profile {p}: differs from the profile this experiment started with; \
-             drop --profile to continue it, or start a new experiment"
-        );
-    }
-    if let Some(r) = opts.runs {
-        st.runs = r;
-    }
-    if opts.backend.is_some_and(|b| b != st.backend)
-        || opts.monitor.is_some_and(|m| m != st.monitor)
-    {
-        anyhow::bail!(
-            "--resume: this experiment started with --backend {} --monitor {}; drop \
-             --backend/--monitor to continue it, or start a new experiment",
-            st.backend.as_str(),
-            st.monitor.as_str()
-        );
-    }
-    if st.monitor == MonitorKind::Embedded {
-        monitor::parse_rules(&st.rules)?;
-    }
-    st.swarm = st.swarm.resumed(&opts.swarm);
-    if st.backend == BackendKind::Swarm {
-        swarm::preflight(&st.swarm).await?;
-    }
-    Ok(st)
 }
 
 /// Seconds of overhead per run (start, teardown, writing) for the ETA.
@@ -333,7 +156,7 @@ fn progress(total: u64) -> indicatif::ProgressBar {
 }
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
-    let (st, out) = prepare(&opts).await?;
+    let (st, out) = plan::prepare(&opts).await?;
     eprintln!("experiment folder: {}", out.display());
     let cancel = CancellationToken::new();
     {
