@@ -66,12 +66,6 @@ impl Embedded {
     }
 
     /// Bind the receiver on a free loopback port and start sampling.
-    pub async fn start(cfg: MonitorConfig) -> anyhow::Result<Embedded> {
-        let mut m = Embedded::new(cfg);
-        Monitor::start(&mut m).await?;
-        Ok(m)
-    }
-
     async fn bind(&mut self) -> anyhow::Result<()> {
         if self.running.is_some() {
             return Ok(());
