@@ -46,17 +46,27 @@ pub struct Embedded {
 struct Running {
     addr: SocketAddr,
     webhook: Arc<Mutex<Option<String>>>,
-    stop: CancellationToken,
+    stop_sampling: CancellationToken,
+    stop_serving: CancellationToken,
     serving: tokio::task::JoinHandle<()>,
-    sampling: tokio::task::JoinHandle<Recorded>,
+    /// Taken by `collect`; the receiver keeps answering until `stop`, so replicas that stop
+    /// afterwards can still delete their groups.
+    sampling: Option<tokio::task::JoinHandle<Recorded>>,
 }
 
 impl Running {
-    async fn stop(self) -> Recorded {
-        self.stop.cancel();
-        let rec = self.sampling.await.unwrap_or_default();
+    async fn stop_sampling(&mut self) -> Recorded {
+        self.stop_sampling.cancel();
+        match self.sampling.take() {
+            Some(s) => s.await.unwrap_or_default(),
+            None => Recorded::default(),
+        }
+    }
+
+    async fn stop(mut self) {
+        self.stop_sampling().await;
+        self.stop_serving.cancel();
         let _ = self.serving.await;
-        rec
     }
 }
 
@@ -73,27 +83,29 @@ impl Embedded {
         let groups: receiver::Shared = Arc::default();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let stop = CancellationToken::new();
+        let stop_serving = CancellationToken::new();
         let serve = axum::serve(listener, receiver::router(groups.clone()))
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
+            .with_graceful_shutdown(stop_serving.clone().cancelled_owned());
         let serving = tokio::spawn(async move {
             if let Err(e) = serve.await {
                 tracing::warn!("monitor receiver: {e}");
             }
         });
         let webhook = Arc::new(Mutex::new(self.cfg.webhook.clone()));
+        let stop_sampling = CancellationToken::new();
         let sampling = tokio::spawn(sample_loop(
             self.cfg.clone(),
             webhook.clone(),
             groups,
-            stop.clone(),
+            stop_sampling.clone(),
         ));
         self.running = Some(Running {
             addr,
             webhook,
-            stop,
+            stop_sampling,
+            stop_serving,
             serving,
-            sampling,
+            sampling: Some(sampling),
         });
         Ok(())
     }
@@ -131,10 +143,10 @@ impl Monitor for Embedded {
         end: DateTime<Utc>,
     ) -> BoxFuture<'a, anyhow::Result<Recording>> {
         Box::pin(async move {
-            let Some(running) = self.running.take() else {
+            let Some(running) = self.running.as_mut() else {
                 anyhow::bail!("the embedded monitor was not running");
             };
-            let rec = running.stop().await;
+            let rec = running.stop_sampling().await;
             let window = (super::unix_s(start).round(), super::unix_s(end).round());
             Ok(Recording {
                 exports: exports(&rec.samples, specs, window),
