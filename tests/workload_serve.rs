@@ -262,3 +262,81 @@ async fn probe_reports_health_by_exit_code() {
     let down = probe(format!("http://127.0.0.1:{}/healthz", common::free_port()));
     assert!(!down.status.success());
 }
+
+/// `--io-model dotnet`: a 40-request burst that arrives while the only pool thread is blocked
+/// waits in the socket engine's queue, which the pool's queue-length gauge does not count (it
+/// holds the engine's one work item), while the socket-engine gauge shows it; once a thread is
+/// free the engine reads them and every request ends 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_dotnet_io_model_the_backlog_hides_from_the_pool_queue_gauge() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&[
+        "--io-model",
+        "dotnet",
+        "--min-threads",
+        "1",
+        "--block-ms",
+        "1000",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .await;
+    let base = format!("http://{}", server.local_addr());
+    let client = reqwest::Client::new();
+    let gauges = async |client: &reqwest::Client| {
+        let text = client.get(format!("{base}/metrics")).send().await.unwrap();
+        let text = text.text().await.unwrap();
+        let g = |name| sample(&text, name).unwrap();
+        (
+            g("system_runtime_threadpool_queue_length"),
+            g("socket_engine_queue_length"),
+            g("busy_worker_threads"),
+        )
+    };
+    // Occupy the one pool thread.
+    let first = tokio::spawn(client.get(format!("{base}/test-threadpool")).send());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gauges(&client).await.2 < 1.0 {
+        assert!(Instant::now() < deadline, "the first request never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The burst, while that thread sleeps.
+    let burst = {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move {
+            let requests = (0..40).map(|_| client.get(format!("{base}/test-threadpool")).send());
+            futures::future::join_all(requests).await
+        })
+    };
+    let mut samples = vec![];
+    let started = Instant::now();
+    loop {
+        let g = gauges(&client).await;
+        samples.push(g);
+        if (samples.len() > 5 && g == (0.0, 0.0, 0.0))
+            || started.elapsed() > Duration::from_secs(60)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    for r in burst.await.unwrap() {
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    // While the thread slept: (nearly) the whole burst waited in the engine, and the pool's
+    // queue held only the engine's work item.
+    let hidden = samples
+        .iter()
+        .filter(|(queue, engine, _)| *engine >= 30.0 && *queue <= 1.0)
+        .count();
+    assert!(
+        hidden > 0,
+        "no moment with the burst in the engine and the pool queue at <= 1: {samples:?}"
+    );
+    // Then the engine read them: the pool's queue shows them once a thread was free.
+    let peak_queue = samples.iter().map(|s| s.0).fold(0.0, f64::max);
+    assert!(peak_queue >= 30.0, "{samples:?}");
+    assert_eq!(samples.last().unwrap(), &(0.0, 0.0, 0.0), "{samples:?}");
+    server.shutdown().await.unwrap();
+}

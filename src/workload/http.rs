@@ -43,9 +43,14 @@ impl IntoResponse for ApiError {
 /// The original endpoint: block one pool thread for `--block-ms` (sync-over-async), then store
 /// the document.
 async fn test_threadpool(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let queued = Instant::now();
+    if let Some(engine) = &app.engine {
+        // `--io-model dotnet`: the request is read by a socket-engine item on a pool thread
+        // before it is dispatched to the pool as its own item.
+        engine.admit().await;
+    }
     let (done, wait) = tokio::sync::oneshot::channel();
     let block = app.block;
-    let queued = Instant::now();
     app.pool.enqueue(move || {
         let waited = queued.elapsed();
         std::thread::sleep(block);

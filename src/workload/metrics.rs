@@ -31,6 +31,9 @@ pub struct PoolGauges {
     pub queue_length: Gauge,
     pub cpu_usage: Gauge<f64, AtomicU64>,
     pub process_threads: Gauge,
+    /// `--io-model dotnet`: socket-engine events waiting (.NET does not expose this).
+    pub socket_engine_queue_length: Gauge,
+    pub socket_engine_oldest_wait: Gauge<f64, AtomicU64>,
 }
 
 pub struct Metrics {
@@ -142,6 +145,13 @@ impl Metrics {
         sync_counter(&self.completed_items, snap.completed_items);
     }
 
+    /// The socket engine's backlog: (events waiting, oldest wait); zero with `--io-model direct`.
+    pub fn refresh_engine(&self, (waiting, oldest): (usize, std::time::Duration)) {
+        let g = &self.gauges;
+        g.socket_engine_queue_length.set(waiting as i64);
+        g.socket_engine_oldest_wait.set(oldest.as_secs_f64());
+    }
+
     /// OpenMetrics text for `/metrics`.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -220,6 +230,16 @@ fn register_gauges(reg: &mut Registry, g: &PoolGauges) {
         "process_number_of_threads",
         "OS threads of the process",
         g.process_threads.clone(),
+    );
+    reg.register(
+        "socket_engine_queue_length",
+        "Requests read by no socket-engine work item yet (--io-model dotnet; not in the pool's queue length)",
+        g.socket_engine_queue_length.clone(),
+    );
+    reg.register(
+        "socket_engine_oldest_wait_seconds",
+        "How long the oldest request waiting for the socket engine has waited",
+        g.socket_engine_oldest_wait.clone(),
     );
 }
 

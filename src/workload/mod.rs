@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod pool;
 pub mod process;
 pub mod pusher;
+pub mod socket_engine;
 pub mod store;
 
 use anyhow::Context;
@@ -109,9 +110,31 @@ pub struct Opts {
     #[arg(long)]
     pub reuse_port: bool,
 
+    /// How requests reach the pool. `direct` (default): the front door never starves; each
+    /// request is one pool item, so the queue-length gauge is the whole backlog. `dotnet`: as
+    /// .NET on Linux, requests are read by the socket engine's work items (at most one queued,
+    /// each draining for up to 15 ms) before they become pool items, so under starvation they
+    /// wait where the queue-length gauge does not count them (socket_engine_* gauges show it).
+    #[arg(
+        long,
+        value_enum,
+        env = "STARVATION_IO_MODEL",
+        default_value = "direct"
+    )]
+    pub io_model: IoModel,
+
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+}
+
+/// How requests reach the pool (`--io-model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoModel {
+    /// Each request is one pool item at once.
+    Direct,
+    /// Through a model of .NET's Linux socket engine (see `socket_engine`).
+    Dotnet,
 }
 
 impl Opts {
@@ -230,7 +253,9 @@ impl CpuSource for GateCpu {
 
 /// Shared state of one running service.
 pub struct App {
-    pub pool: ThreadPool,
+    pub pool: Arc<ThreadPool>,
+    /// `--io-model dotnet`: the socket engine requests pass first.
+    pub engine: Option<Arc<socket_engine::SocketEngine>>,
     pub metrics: Metrics,
     pub store: Box<dyn Store>,
     pub instance: String,
@@ -242,11 +267,17 @@ pub struct App {
 
 impl App {
     pub fn refresh_metrics(&self) {
+        let engine = self
+            .engine
+            .as_ref()
+            .map(|e| e.backlog())
+            .unwrap_or_default();
         self.metrics.refresh(
             &self.pool.snapshot(),
             self.cpu.latest(),
             self.completion_port_max,
         );
+        self.metrics.refresh_engine(engine);
     }
 
     pub fn in_flight(&self) -> usize {
@@ -288,9 +319,15 @@ impl Server {
             meter: CpuMeter::new(process::processor_count()),
             latest_bits: AtomicU64::new(0f64.to_bits()),
         });
-        let pool = ThreadPool::start(pool_config, cpu.clone()).context("starting the pool")?;
+        let pool =
+            Arc::new(ThreadPool::start(pool_config, cpu.clone()).context("starting the pool")?);
+        let engine = match opts.io_model {
+            IoModel::Direct => None,
+            IoModel::Dotnet => Some(socket_engine::SocketEngine::new(&pool)),
+        };
         let app = Arc::new(App {
             pool,
+            engine,
             metrics: Metrics::new(),
             store,
             instance,
