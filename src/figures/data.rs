@@ -58,6 +58,15 @@ impl MeanData {
 
 /// Read one `timestamp,value` CSV.
 pub fn read_mean_csv(path: &Path) -> Result<Series, FigureError> {
+    let text = std::fs::read(path).map_err(|e| FigureError::BadData {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    parse_mean_csv(&text, path)
+}
+
+/// Parse one `timestamp,value` CSV; errors name `path`.
+pub fn parse_mean_csv(text: &[u8], path: &Path) -> Result<Series, FigureError> {
     let bad = |message: String| FigureError::BadData {
         path: path.to_path_buf(),
         message,
@@ -65,8 +74,7 @@ pub fn read_mean_csv(path: &Path) -> Result<Series, FigureError> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| bad(e.to_string()))?;
+        .from_reader(text);
     let headers = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (Some(ti), Some(vi)) = (col("timestamp"), col("value")) else {

@@ -10,7 +10,7 @@ mod draw;
 mod legend;
 mod panel;
 
-pub use data::{MeanData, Series, read_mean_data};
+pub use data::{MeanData, Series, parse_mean_csv, read_mean_csv, read_mean_data};
 pub use draw::{Geometry, Rect, draw_figure};
 
 use crate::results::fsutil::{ensure_dir, progress_bar};

@@ -89,12 +89,23 @@ pub fn assert_quick_pair(out: &Path, scratch: &Path) {
     assert!(report["baseline"]["queue_peak"].as_f64().unwrap() > 20.0);
     assert_eq!(report["scaled"]["runs_with_scale_event"], 1);
     assert_eq!(report["baseline"]["runs_with_scale_event"], 0);
+    // Fidelity: every compared metric of both runs against the paper's curves, from the files.
+    let rows = report["fidelity"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 10, "{}", report["fidelity"]);
+    for row in rows {
+        let e = row["nrmse"].as_f64().unwrap();
+        assert!(e.is_finite() && e >= 0.0, "{row}");
+        assert!(row["paper_peak"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    let ratio = report["fidelity"]["p99_peak_ratio"].as_f64().unwrap();
+    assert!((ratio - s / b).abs() < 0.2, "{ratio} vs {}", s / b);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     for needle in [
         "| p99 request duration, peak |",
         "≈ 64 s",
         "≈ 48",
         "Replicas over time",
+        "## Fidelity",
     ] {
         assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
     }

@@ -199,6 +199,7 @@ pub fn render_markdown(r: &Report) -> String {
     md.push_str("Replicas over time (count@seconds from load start):\n\n");
     md.push_str(&format!("- baseline: {}\n", timeline(b)));
     md.push_str(&format!("- scaled: {}\n\n", timeline(s)));
+    md.push_str(&fidelity_table(&r.fidelity));
     md.push_str("## Figures\n\n");
     for f in &r.figures {
         md.push_str(&format!("![{f}]({f})\n\n"));
@@ -218,6 +219,40 @@ pub fn render_markdown(r: &Report) -> String {
         r.machine.hostname
     ));
     md
+}
+
+/// The Fidelity section: our mean curves beside the paper's raw mean curves.
+fn fidelity_table(f: &super::Fidelity) -> String {
+    let mut md = String::from(
+        "## Fidelity\n\nOur mean curves against the paper's (its published pairs read by our own \
+         `aggregate`); nothing here is fitted. NRMSE: root-mean-square difference over the common \
+         offsets, divided by the paper curve's peak.\n\n\
+         | metric | run | peak | at | paper peak | paper at | NRMSE |\n|---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for row in &f.rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} s | {} | {} s | {:.2} |\n",
+            row.metric,
+            row.role.as_str(),
+            num(round2(row.peak)),
+            num(row.peak_at_s),
+            num(round2(row.paper_peak)),
+            num(row.paper_peak_at_s),
+            row.nrmse
+        ));
+    }
+    md.push_str(&format!(
+        "\nScaled / baseline p99 peak: {} (paper {:.2}).\n\n",
+        f.p99_peak_ratio
+            .map(|v| format!("{v:.2}"))
+            .unwrap_or_else(|| "–".into()),
+        f.paper_p99_peak_ratio
+    ));
+    md
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! After the runs: aggregate, figures, and `report.md` + `report.json`.
 
+mod fidelity;
 mod markdown;
 mod numbers;
 mod paper;
 
+pub use fidelity::{Fidelity, FidelityRow, fidelity};
 pub use markdown::render_markdown;
 pub use numbers::{RequestCounts, RoleNumbers, RunNumbers, read_load_summary, role_numbers};
 pub use paper::*;
@@ -38,6 +40,8 @@ pub struct Report {
     pub paper: serde_json::Value,
     /// The paper's published raw exports, read by our own aggregate.
     pub paper_raw: RawNumbers,
+    /// Our mean curves against the paper's raw mean curves (validation, nothing fitted).
+    pub fidelity: Fidelity,
     /// Scale events in every scaled run and none in any baseline run, and the scaled p99 peak
     /// below the baseline's.
     pub verdict_scaling_helped: bool,
@@ -111,6 +115,7 @@ pub fn finish(out: &Path, st: &State) -> anyhow::Result<Vec<String>> {
             "scaled": {"p99_s": PAPER_SCALED_P99_S, "queue_peak": PAPER_SCALED_QUEUE_PEAK},
         }),
         paper_raw: paper_raw(),
+        fidelity: fidelity(&agg)?,
         verdict_scaling_helped: verdict,
         machine: machine(),
         figures,
