@@ -234,9 +234,9 @@ fn fidelity_table(f: &super::Fidelity) -> String {
             "| {} | {} | {} | {} s | {} | {} s | {:.2} |\n",
             row.metric,
             row.role.as_str(),
-            num(round2(row.peak)),
+            short(row.peak),
             num(row.peak_at_s),
-            num(round2(row.paper_peak)),
+            short(row.paper_peak),
             num(row.paper_peak_at_s),
             row.nrmse
         ));
@@ -251,8 +251,10 @@ fn fidelity_table(f: &super::Fidelity) -> String {
     md
 }
 
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
+/// Two decimals at most, trailing zeros dropped ("1.02", "64.3", "338").
+fn short(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 #[cfg(test)]
@@ -264,5 +266,9 @@ mod tests {
         assert_eq!(num(3.0), "3");
         assert_eq!(num(2.5), "2.5");
         assert_eq!(num(0.0), "0");
+        // Peaks keep their second decimal (a 1.02 s p99 is not "1.0").
+        assert_eq!(short(1.02), "1.02");
+        assert_eq!(short(64.30), "64.3");
+        assert_eq!(short(338.0), "338");
     }
 }
