@@ -13,7 +13,6 @@ use super::engine::Engine;
 use super::{SwarmOpts, ready, stack};
 use crate::experiment::runner::{Backend, LoadEnd, RunContext, RunningLoad};
 use crate::orchestrator::Orchestrator as _;
-use crate::orchestrator::swarm::SwarmOrchestrator;
 use crate::scaler::controller::Event;
 
 /// How often the load container's state is read.
@@ -25,7 +24,6 @@ pub struct SwarmBackend {
     http: reqwest::Client,
     /// Set by `deploy` (the Engine connection and everything the run created).
     dep: Option<Deployment>,
-    replicas: Option<SwarmOrchestrator>,
     /// The stack holds a scaler (scaled runs).
     scaler: bool,
 }
@@ -38,7 +36,6 @@ impl SwarmBackend {
                 .timeout(Duration::from_secs(5))
                 .build()?,
             dep: None,
-            replicas: None,
             scaler: false,
         })
     }
@@ -74,7 +71,6 @@ impl Backend for SwarmBackend {
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let engine = Engine::connect().await?;
-            self.replicas = Some(engine.orchestrator());
             let dep = self.dep.insert(Deployment::new(engine, stack_name(run)));
             let stack = dep.stack.clone();
             run.say(&format!("deploying stack {stack}"));
@@ -165,7 +161,9 @@ impl Backend for SwarmBackend {
     fn replicas(&self) -> BoxFuture<'_, Option<u32>> {
         Box::pin(async move {
             let service = self.service();
-            match self.replicas.as_ref()?.status(&service).await {
+            // The scaler's view of the run's Engine connection (a clone of it, no new socket).
+            let orch = self.dep.as_ref()?.engine.orchestrator();
+            match orch.status(&service).await {
                 Ok(s) => Some(s.replicas),
                 Err(e) => {
                     tracing::warn!("replicas of {service}: {e}");
