@@ -35,6 +35,9 @@ pub enum Command {
     /// Run the paper's experiment: baseline and scaled runs in pairs, then aggregate, figures
     /// and a report.
     Experiment(crate::experiment::Opts),
+    /// Fit the pool's starvation delay to the paper's baseline busy-worker-thread curve by
+    /// least squares over simulated runs, and print the fit and its error.
+    Calibrate(crate::calibrate::Opts),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -47,6 +50,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Figures(opts) => crate::figures::run(opts).await,
         Command::Load(opts) => crate::load::run(opts).await,
         Command::Experiment(opts) => crate::experiment::run(opts).await,
+        Command::Calibrate(opts) => crate::calibrate::run(opts).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `starvation`: detect thread-pool starvation in a containerised web service and scale it out
 //! before its users feel it. One module per component; see `docs/architecture.md`.
 
+pub mod calibrate;
 pub mod child;
 pub mod cli;
 pub mod experiment;

@@ -29,6 +29,34 @@ pub fn median(xs: &[f64]) -> Option<f64> {
     quantile(xs, 0.5)
 }
 
+/// The largest finite value of a curve and its offset (the first, if repeated).
+pub fn peak(curve: &[(f64, f64)]) -> Option<(f64, f64)> {
+    curve
+        .iter()
+        .filter(|p| p.1.is_finite())
+        .fold(None, |best: Option<(f64, f64)>, &(t, v)| match best {
+            Some((_, bv)) if bv >= v => best,
+            _ => Some((t, v)),
+        })
+}
+
+/// RMSE over the offsets both curves have (matched to the millisecond), over `scale`.
+pub fn nrmse(ours: &[(f64, f64)], paper: &[(f64, f64)], scale: f64) -> Option<f64> {
+    let key = |t: f64| (t * 1000.0).round() as i64;
+    let theirs: std::collections::BTreeMap<i64, f64> =
+        paper.iter().map(|&(t, v)| (key(t), v)).collect();
+    let diffs: Vec<f64> = ours
+        .iter()
+        .filter_map(|&(t, v)| Some(v - theirs.get(&key(t))?))
+        .filter(|d| d.is_finite())
+        .collect();
+    if diffs.is_empty() || scale <= 0.0 {
+        return None;
+    }
+    let mse = diffs.iter().map(|d| d * d).sum::<f64>() / diffs.len() as f64;
+    Some(mse.sqrt() / scale)
+}
+
 /// SplitMix64: tiny, fast, and the same on every platform and crate version, so the bootstrap
 /// interval in a summary is reproducible bit for bit.
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::figures::{Series, parse_mean_csv, read_mean_csv};
 use crate::results::metrics as m;
 use crate::results::runmeta::Role;
+use crate::results::stats::{nrmse, peak};
 
 /// The metrics compared, in the report's order.
 pub const METRICS: [&str; 5] = [
@@ -86,34 +87,6 @@ pub fn paper_curve(role: Role, metric: &str) -> anyhow::Result<Series> {
         text.as_bytes(),
         Path::new(&format!("assets/paper-raw-means/{}/{stem}", role.as_str())),
     )?)
-}
-
-/// Largest value and its offset (the first, if repeated).
-fn peak(curve: &[(f64, f64)]) -> Option<(f64, f64)> {
-    curve
-        .iter()
-        .filter(|p| p.1.is_finite())
-        .fold(None, |best: Option<(f64, f64)>, &(t, v)| match best {
-            Some((_, bv)) if bv >= v => best,
-            _ => Some((t, v)),
-        })
-}
-
-/// RMSE over the offsets both curves have (matched to the millisecond), over `scale`.
-pub fn nrmse(ours: &[(f64, f64)], paper: &[(f64, f64)], scale: f64) -> Option<f64> {
-    let key = |t: f64| (t * 1000.0).round() as i64;
-    let theirs: std::collections::BTreeMap<i64, f64> =
-        paper.iter().map(|&(t, v)| (key(t), v)).collect();
-    let diffs: Vec<f64> = ours
-        .iter()
-        .filter_map(|&(t, v)| Some(v - theirs.get(&key(t))?))
-        .filter(|d| d.is_finite())
-        .collect();
-    if diffs.is_empty() || scale <= 0.0 {
-        return None;
-    }
-    let mse = diffs.iter().map(|d| d * d).sum::<f64>() / diffs.len() as f64;
-    Some(mse.sqrt() / scale)
 }
 
 /// Compare the mean curves of the aggregate folder `agg` (`<role>/<Metric>_export_mean_values.csv`)

@@ -5,7 +5,7 @@ mod markdown;
 mod numbers;
 mod paper;
 
-pub use fidelity::{Fidelity, FidelityRow, fidelity};
+pub use fidelity::{Fidelity, FidelityRow, fidelity, paper_curve};
 pub use markdown::render_markdown;
 pub use numbers::{RequestCounts, RoleNumbers, RunNumbers, read_load_summary, role_numbers};
 pub use paper::*;
