@@ -55,10 +55,28 @@ pub struct Opts {
     #[arg(long, default_value_t = 5)]
     pub repeats: u32,
 
+    /// Which part of the paper's curve the fit compares. `rise`: the offsets up to the curve's
+    /// peak, where the pool's injection sets how fast busy threads grow. `whole`: every offset,
+    /// including the fall after the load's peak, where busy threads follow the backlog as it
+    /// drains, i.e. the queue, which is meant to validate the fit rather than be fitted.
+    #[arg(long, value_enum, default_value_t = Window::Rise)]
+    pub window: Window,
+
     /// Also write the fit, both curves and the loss over the grid as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Window {
+    Rise,
+    Whole,
+}
+
+/// Delays whose loss is within this share of the least loss tie with it (the gate's phase
+/// moves the loss by a few thousandths inside one tick's plateau).
+const TIE: f64 = 0.01;
 
 /// The result of one calibration.
 #[derive(Debug, Clone, Serialize)]
@@ -71,16 +89,20 @@ pub struct Fit {
     /// Every delay tried in `[best_from_s, best_to_s]` gives the same least loss.
     pub best_from_s: f64,
     pub best_to_s: f64,
-    /// RMSE over the paper's offsets, in threads, and divided by the paper's peak.
+    pub window: Window,
+    /// RMSE over the window's offsets, in threads, and divided by the paper's peak.
     pub rmse_threads: f64,
     pub nrmse: f64,
+    /// NRMSE over every offset of the paper's curve, whatever the window.
+    pub nrmse_whole: f64,
     pub peak: f64,
     pub peak_at_s: f64,
     pub paper_peak: f64,
     pub paper_peak_at_s: f64,
-    /// The profile's own delay and its error, for comparison.
+    /// The profile's own delay and its errors (window, whole), for comparison.
     pub profile_delay_s: f64,
     pub profile_nrmse: f64,
+    pub profile_nrmse_whole: f64,
     pub fitted: Series,
     pub paper: Series,
     /// `(delay_s, nrmse)` over the grid.
@@ -178,16 +200,19 @@ pub fn fit(opts: &Opts, profile: &Profile, paper: &Series, target: String) -> an
         peak(paper).ok_or_else(|| anyhow::anyhow!("the target curve is empty"))?;
     let until = Duration::from_secs_f64(paper.last().map(|p| p.0).unwrap_or(0.0).max(0.0));
     let (base, scenario) = profile_model(profile, until)?;
-    let error = |delay: Duration| -> (f64, Series) {
+    let fitted_part: Series = match opts.window {
+        Window::Rise => paper.iter().copied().filter(|p| p.0 <= paper_at).collect(),
+        Window::Whole => paper.clone(),
+    };
+    // (window error, whole error, curve)
+    let error = |delay: Duration| -> (f64, f64, Series) {
         let pool = PoolConfig {
             starvation_delay: delay,
             ..base.clone()
         };
         let curve = mean_busy(&pool, &scenario, opts.repeats);
-        (
-            nrmse(&curve, paper, paper_peak).unwrap_or(f64::INFINITY),
-            curve,
-        )
+        let e = |target: &Series| nrmse(&curve, target, paper_peak).unwrap_or(f64::INFINITY);
+        (e(&fitted_part), e(paper), curve)
     };
     let mut loss = Vec::new();
     let mut d = opts.delay_min;
@@ -200,33 +225,33 @@ pub fn fit(opts: &Opts, profile: &Profile, paper: &Series, target: String) -> an
         best.is_finite(),
         "no delay gave a curve to compare with the paper's"
     );
-    // The run of grid points at the least loss that holds the first minimum.
-    let first = loss.iter().position(|l| l.1 <= best + 1e-12).unwrap_or(0);
-    let last = first
-        + loss[first..]
-            .iter()
-            .take_while(|l| l.1 <= best + 1e-12)
-            .count()
-        - 1;
+    // The run of grid points tied with the least loss that holds the first minimum.
+    let tied = |l: &(f64, f64)| l.1 <= best * (1.0 + TIE) + 1e-12;
+    let first = loss.iter().position(tied).unwrap_or(0);
+    let last = first + loss[first..].iter().take_while(|l| tied(l)).count() - 1;
     let (from, to) = (loss[first].0, loss[last].0);
     let fitted_delay = Duration::from_millis((((from + to) / 2.0) * 1000.0).round() as u64);
-    let (nrmse_fit, fitted) = error(fitted_delay);
+    let (nrmse_fit, nrmse_whole, fitted) = error(fitted_delay);
     let (at, pk) = peak(&fitted).unwrap_or((0.0, 0.0));
     let profile_delay = base.starvation_delay;
+    let (profile_nrmse, profile_nrmse_whole, _) = error(profile_delay);
     Ok(Fit {
         profile: profile.name.clone(),
         target,
         starvation_delay_s: fitted_delay.as_secs_f64(),
         best_from_s: from,
         best_to_s: to,
+        window: opts.window,
         rmse_threads: nrmse_fit * paper_peak,
         nrmse: nrmse_fit,
+        nrmse_whole,
         peak: pk,
         peak_at_s: at,
         paper_peak,
         paper_peak_at_s: paper_at,
         profile_delay_s: profile_delay.as_secs_f64(),
-        profile_nrmse: error(profile_delay).0,
+        profile_nrmse,
+        profile_nrmse_whole,
         fitted,
         paper: paper.clone(),
         loss,
@@ -236,21 +261,27 @@ pub fn fit(opts: &Opts, profile: &Profile, paper: &Series, target: String) -> an
 /// What the terminal shows: the fit, its error, and both curves every 10 s.
 pub fn render(fit: &Fit) -> String {
     let mut s = format!(
-        "target: baseline {} mean curve of {}\nprofile: {}\n\nfitted --starvation-delay {:.2}s (every delay in {:.2}–{:.2} s fits equally: the gate ticks in steps)\nfit error: RMSE {:.2} threads, NRMSE {:.3} (RMSE / paper peak)\npeak: {:.1} at {:.0} s (paper {:.1} at {:.0} s)\nthe profile's own delay {:.2} s: NRMSE {:.3}\n\n offset s   fitted    paper\n",
+        "target: baseline {} mean curve of {}, fitted over {}\nprofile: {}\n\nfitted --starvation-delay {:.2}s (every delay in {:.2}–{:.2} s fits as well: the gate ticks in steps)\nfit error: RMSE {:.2} threads, NRMSE {:.3} (RMSE / paper peak); over the whole curve NRMSE {:.3}\npeak: {:.1} at {:.0} s (paper {:.1} at {:.0} s)\nthe profile's own delay {:.2} s: NRMSE {:.3}, whole curve {:.3}\n\n offset s   fitted    paper\n",
         m::BUSY_WORKER_THREADS,
         fit.target,
+        match fit.window {
+            Window::Rise => format!("its rise (offsets up to its peak at {:.0} s)", fit.paper_peak_at_s),
+            Window::Whole => "every offset".to_string(),
+        },
         fit.profile,
         fit.starvation_delay_s,
         fit.best_from_s,
         fit.best_to_s,
         fit.rmse_threads,
         fit.nrmse,
+        fit.nrmse_whole,
         fit.peak,
         fit.peak_at_s,
         fit.paper_peak,
         fit.paper_peak_at_s,
         fit.profile_delay_s,
         fit.profile_nrmse,
+        fit.profile_nrmse_whole,
     );
     for &(t, ours) in fit.fitted.iter().filter(|p| (p.0 as u64) % 10 == 0) {
         let theirs = fit

@@ -70,14 +70,14 @@ fn default_max_vus() -> u64 {
     1000
 }
 
-/// The paper's worker had one busy vCPU, on which the .NET runtime injected threads far slower
-/// than its nominal two a second: its busy worker threads grew about 0.4 a second (the paper's
-/// means, 7 → 50 over 100 s). A local replica's blocking requests use no CPU, so its pool would
-/// grow two threads a second and hide the starvation; a 2 s starvation delay (about one thread
-/// every 2–2.5 s) stands in for the busy vCPU. With 1 s the paper's load never starves a replica
-/// long enough to alert.
+/// The pool's starvation delay for the paper's profile, fitted by `starvation calibrate` (see
+/// docs/calibrate.md) to the rise of the paper's baseline busy-worker-thread mean curve (its 98
+/// published pairs): every delay in 1.50–1.76 s fits as well (NRMSE 0.064 over the rise), as
+/// the 500 ms gate then injects one thread every 2 s; 1.63 s is the middle. A local replica's
+/// blocking requests use no CPU, so .NET's nominal 500 ms would grow the pool with the demand
+/// and hide the starvation the paper's busy one-vCPU worker showed.
 pub fn paper_pool_args() -> Vec<String> {
-    ["--starvation-delay", "2s"].map(String::from).to_vec()
+    ["--starvation-delay", "1630ms"].map(String::from).to_vec()
 }
 
 impl Profile {

@@ -200,6 +200,7 @@ pub fn render_markdown(r: &Report) -> String {
     md.push_str(&format!("- baseline: {}\n", timeline(b)));
     md.push_str(&format!("- scaled: {}\n\n", timeline(s)));
     md.push_str(&fidelity_table(&r.fidelity));
+    md.push_str(&goals_table(&r.goals, r.baseline.runs.min(r.scaled.runs)));
     md.push_str("## Figures\n\n");
     for f in &r.figures {
         md.push_str(&format!("![{f}]({f})\n\n"));
@@ -248,6 +249,36 @@ fn fidelity_table(f: &super::Fidelity) -> String {
             .unwrap_or_else(|| "–".into()),
         f.paper_p99_peak_ratio
     ));
+    md
+}
+
+/// The goals: ours with its bootstrap interval, the paper's value, the range aimed for.
+fn goals_table(goals: &[super::Goal], runs: usize) -> String {
+    let mut md = format!(
+        "### Goals\n\nOurs with a percentile-bootstrap 95 % interval over the runs ({runs} a role; \
+         a resample redraws the runs and rebuilds the mean curve), the paper's raw value, and \
+         the range aimed for.\n\n| goal | ours | 95 % interval | paper | aim | met |\n|---|---:|---:|---:|---:|---|\n"
+    );
+    let v = |x: Option<f64>| x.map(short).unwrap_or_else(|| "–".into());
+    for g in goals {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {}–{} | {} |\n",
+            g.what,
+            v(g.ours),
+            g.ci95
+                .map(|(a, b)| format!("{}–{}", short(a), short(b)))
+                .unwrap_or_else(|| "–".into()),
+            short(g.paper),
+            short(g.target_low),
+            short(g.target_high),
+            match g.met {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "–",
+            }
+        ));
+    }
+    md.push('\n');
     md
 }
 

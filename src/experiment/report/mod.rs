@@ -1,11 +1,13 @@
 //! After the runs: aggregate, figures, and `report.md` + `report.json`.
 
 mod fidelity;
+mod goals;
 mod markdown;
 mod numbers;
 mod paper;
 
 pub use fidelity::{Fidelity, FidelityRow, fidelity, paper_curve};
+pub use goals::{Goal, goals};
 pub use markdown::render_markdown;
 pub use numbers::{RequestCounts, RoleNumbers, RunNumbers, read_load_summary, role_numbers};
 pub use paper::*;
@@ -42,6 +44,8 @@ pub struct Report {
     pub paper_raw: RawNumbers,
     /// Our mean curves against the paper's raw mean curves (validation, nothing fitted).
     pub fidelity: Fidelity,
+    /// The fidelity goals, each with a bootstrap 95 % interval over the runs.
+    pub goals: Vec<Goal>,
     /// Scale events in every scaled run and none in any baseline run, and the scaled p99 peak
     /// below the baseline's.
     pub verdict_scaling_helped: bool,
@@ -116,6 +120,7 @@ pub fn finish(out: &Path, st: &State) -> anyhow::Result<Vec<String>> {
         }),
         paper_raw: paper_raw(),
         fidelity: fidelity(&agg)?,
+        goals: goals(&pairs)?,
         verdict_scaling_helped: verdict,
         machine: machine(),
         figures,
