@@ -28,6 +28,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "util",
         ],
     ),
+    (
+        "calibrate",
+        &[
+            "experiment",
+            "figures",
+            "load",
+            "results",
+            "util",
+            "workload",
+        ],
+    ),
 ];
 
 fn rust_files(path: &Path, out: &mut Vec<PathBuf>) {

@@ -265,7 +265,10 @@ pub fn render(fit: &Fit) -> String {
         m::BUSY_WORKER_THREADS,
         fit.target,
         match fit.window {
-            Window::Rise => format!("its rise (offsets up to its peak at {:.0} s)", fit.paper_peak_at_s),
+            Window::Rise => format!(
+                "its rise (offsets up to its peak at {:.0} s)",
+                fit.paper_peak_at_s
+            ),
             Window::Whole => "every offset".to_string(),
         },
         fit.profile,

@@ -99,6 +99,22 @@ pub fn assert_quick_pair(out: &Path, scratch: &Path) {
     }
     let ratio = report["fidelity"]["p99_peak_ratio"].as_f64().unwrap();
     assert!((ratio - s / b).abs() < 0.2, "{ratio} vs {}", s / b);
+    // Goals: six, each from the runs; with one pair a bootstrap interval is the point itself.
+    let goals = report["goals"].as_array().unwrap();
+    assert_eq!(goals.len(), 6, "{}", report["goals"]);
+    for g in goals {
+        let ours = g["ours"].as_f64().unwrap_or_else(|| panic!("{g}"));
+        let ci = g["ci95"].as_array().unwrap_or_else(|| panic!("{g}"));
+        let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+        assert!((lo - ours).abs() < 1e-9 && (hi - ours).abs() < 1e-9, "{g}");
+        let (a, z) = (
+            g["target_low"].as_f64().unwrap(),
+            g["target_high"].as_f64().unwrap(),
+        );
+        assert_eq!(g["met"].as_bool().unwrap(), a <= ours && ours <= z, "{g}");
+    }
+    let goal_ratio = goals[5]["ours"].as_f64().unwrap();
+    assert!((goal_ratio - ratio).abs() < 0.01, "{goal_ratio} vs {ratio}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     for needle in [
         "| p99 request duration, peak |",
@@ -106,6 +122,7 @@ pub fn assert_quick_pair(out: &Path, scratch: &Path) {
         "≈ 48",
         "Replicas over time",
         "## Fidelity",
+        "### Goals",
     ] {
         assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
     }

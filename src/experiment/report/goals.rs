@@ -30,7 +30,13 @@ pub struct Goal {
 }
 
 impl Goal {
-    fn new(what: &str, ours: Option<f64>, ci95: Option<(f64, f64)>, paper: f64, range: (f64, f64)) -> Goal {
+    fn new(
+        what: &str,
+        ours: Option<f64>,
+        ci95: Option<(f64, f64)>,
+        paper: f64,
+        range: (f64, f64),
+    ) -> Goal {
         Goal {
             what: what.into(),
             ours,
@@ -69,11 +75,16 @@ fn bootstrap(
         return None;
     }
     values.sort_by(|a, b| a.total_cmp(b));
-    Some((quantile_sorted(&values, 0.025), quantile_sorted(&values, 0.975)))
+    Some((
+        quantile_sorted(&values, 0.025),
+        quantile_sorted(&values, 0.975),
+    ))
 }
 
 fn draw<'a>(rng: &mut SplitMix64, runs: &'a [RunData]) -> Vec<&'a RunData> {
-    (0..runs.len()).map(|_| &runs[rng.index(runs.len())]).collect()
+    (0..runs.len())
+        .map(|_| &runs[rng.index(runs.len())])
+        .collect()
 }
 
 fn all(runs: &[RunData]) -> Vec<&RunData> {
@@ -98,12 +109,28 @@ pub fn goals(pairs: &Pairs) -> anyhow::Result<Vec<Goal>> {
     let within_30 = |v: f64| (v * 0.7, v * 1.3);
     let mut out = Vec::new();
     for (what, role, metric) in [
-        ("baseline queue-length peak", Role::Baseline, m::QUEUE_LENGTH),
-        ("baseline p99 peak (s)", Role::Baseline, m::REQUEST_DURATION_P99),
+        (
+            "baseline queue-length peak",
+            Role::Baseline,
+            m::QUEUE_LENGTH,
+        ),
+        (
+            "baseline p99 peak (s)",
+            Role::Baseline,
+            m::REQUEST_DURATION_P99,
+        ),
         ("scaled p99 peak (s)", Role::Scaled, m::REQUEST_DURATION_P99),
-        ("baseline busy-thread peak", Role::Baseline, m::BUSY_WORKER_THREADS),
+        (
+            "baseline busy-thread peak",
+            Role::Baseline,
+            m::BUSY_WORKER_THREADS,
+        ),
     ] {
-        let runs = if role == Role::Baseline { &base } else { &scaled };
+        let runs = if role == Role::Baseline {
+            &base
+        } else {
+            &scaled
+        };
         let ours = mean_peak(&all(runs), metric);
         let ci = bootstrap(&base, &scaled, |b, s| {
             mean_peak(if role == Role::Baseline { b } else { s }, metric)
@@ -147,7 +174,10 @@ mod tests {
         let mut aligned = BTreeMap::new();
         aligned.insert(
             m::REQUEST_DURATION_P99,
-            p99.iter().enumerate().map(|(i, v)| (i as f64 * STEP_S, *v)).collect(),
+            p99.iter()
+                .enumerate()
+                .map(|(i, v)| (i as f64 * STEP_S, *v))
+                .collect(),
         );
         RunData {
             dir: "x".into(),
@@ -166,20 +196,29 @@ mod tests {
     fn a_resample_rebuilds_the_mean_curve_before_taking_its_peak() {
         // Peaks at different offsets: the mean curve's peak (6) is below the mean of the
         // run peaks (10), and every resample's peak lies between 6 and 10.
-        let base = vec![run(Role::Baseline, &[10.0, 2.0]), run(Role::Baseline, &[2.0, 10.0])];
+        let base = vec![
+            run(Role::Baseline, &[10.0, 2.0]),
+            run(Role::Baseline, &[2.0, 10.0]),
+        ];
         let all: Vec<&RunData> = base.iter().collect();
         assert_eq!(mean_peak(&all, m::REQUEST_DURATION_P99), Some(6.0));
         let (lo, hi) = bootstrap(&base, &[], |b, _| mean_peak(b, m::REQUEST_DURATION_P99)).unwrap();
         assert_eq!((lo, hi), (6.0, 10.0));
         // A ratio needs both roles; with no scaled runs there is none.
-        assert_eq!(bootstrap(&base, &[], |_, s| mean_peak(s, m::REQUEST_DURATION_P99)), None);
+        assert_eq!(
+            bootstrap(&base, &[], |_, s| mean_peak(s, m::REQUEST_DURATION_P99)),
+            None
+        );
     }
 
     #[test]
     fn a_goal_is_met_inside_its_range_only() {
         let g = Goal::new("x", Some(13.0), None, 10.0, (7.0, 13.0));
         assert_eq!(g.met, Some(true));
-        assert_eq!(Goal::new("x", Some(13.1), None, 10.0, (7.0, 13.0)).met, Some(false));
+        assert_eq!(
+            Goal::new("x", Some(13.1), None, 10.0, (7.0, 13.0)).met,
+            Some(false)
+        );
         assert_eq!(Goal::new("x", None, None, 10.0, (7.0, 13.0)).met, None);
     }
 }

@@ -300,7 +300,9 @@ mod tests {
             cmd.windows(2).any(|w| w == ["--block-ms", "2000"]),
             "{cmd:?}"
         );
-        assert!(cmd.ends_with(&["--starvation-delay", "2s"]), "{cmd:?}");
+        let delay = crate::experiment::profile::paper_pool_args();
+        let delay: Vec<&str> = delay.iter().map(String::as_str).collect();
+        assert!(cmd.ends_with(&delay), "{cmd:?}");
         assert_eq!(web["deploy"]["replicas"], 1);
         assert_eq!(web["deploy"]["labels"]["starvation.max"], "5");
         assert_eq!(web["deploy"]["endpoint_mode"], "dnsrr");
