@@ -286,7 +286,11 @@ pub fn render(fit: &Fit) -> String {
         fit.profile_nrmse,
         fit.profile_nrmse_whole,
     );
-    for &(t, ours) in fit.fitted.iter().filter(|p| (p.0 as u64).is_multiple_of(10)) {
+    for &(t, ours) in fit
+        .fitted
+        .iter()
+        .filter(|p| (p.0 as u64).is_multiple_of(10))
+    {
         let theirs = fit
             .paper
             .iter()
