@@ -276,7 +276,7 @@ async fn with_the_dotnet_io_model_the_backlog_hides_from_the_pool_queue_gauge() 
         "--min-threads",
         "1",
         "--block-ms",
-        "1000",
+        "300",
         "--data-dir",
         dir.path().to_str().unwrap(),
     ])
