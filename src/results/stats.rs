@@ -89,34 +89,46 @@ impl SplitMix64 {
 /// The default seed of every bootstrap in this crate.
 pub const BOOTSTRAP_SEED: u64 = 0x5354_4152_5645_2025; // "STARVE" 2025
 
-/// Percentile bootstrap `level` (e.g. 0.95) interval for the median of `xs`: resample `xs` with
-/// replacement `resamples` times, take each resample's median, report the
-/// `(1-level)/2` and `(1+level)/2` quantiles of those medians. `None` for an empty slice.
+/// Percentile bootstrap `level` (e.g. 0.95) interval: `resample` draws one resample with the
+/// generator and returns its statistic (`None` to skip it); the interval is the `(1-level)/2`
+/// and `(1+level)/2` quantiles of those statistics. `None` when no resample gave one.
+pub fn bootstrap_ci(
+    resamples: usize,
+    level: f64,
+    seed: u64,
+    mut resample: impl FnMut(&mut SplitMix64) -> Option<f64>,
+) -> Option<(f64, f64)> {
+    let mut rng = SplitMix64::new(seed);
+    let mut values: Vec<f64> = (0..resamples).filter_map(|_| resample(&mut rng)).collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let a = (1.0 - level) / 2.0;
+    Some((
+        quantile_sorted(&values, a),
+        quantile_sorted(&values, 1.0 - a),
+    ))
+}
+
+/// [`bootstrap_ci`] of the median of `xs`, resampled with replacement. `None` for an empty slice.
 pub fn bootstrap_median_ci(
     xs: &[f64],
     resamples: usize,
     level: f64,
     seed: u64,
 ) -> Option<(f64, f64)> {
-    if xs.is_empty() || resamples == 0 {
+    if xs.is_empty() {
         return None;
     }
-    let mut rng = SplitMix64::new(seed);
-    let mut medians = Vec::with_capacity(resamples);
     let mut buf = vec![0.0; xs.len()];
-    for _ in 0..resamples {
+    bootstrap_ci(resamples, level, seed, |rng| {
         for b in buf.iter_mut() {
             *b = xs[rng.index(xs.len())];
         }
         buf.sort_by(|a, b| a.total_cmp(b));
-        medians.push(quantile_sorted(&buf, 0.5));
-    }
-    medians.sort_by(|a, b| a.total_cmp(b));
-    let a = (1.0 - level) / 2.0;
-    Some((
-        quantile_sorted(&medians, a),
-        quantile_sorted(&medians, 1.0 - a),
-    ))
+        Some(quantile_sorted(&buf, 0.5))
+    })
 }
 
 #[cfg(test)]

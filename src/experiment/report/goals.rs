@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::results::aggregate::{RunData, load_run, slot_stats};
 use crate::results::metrics as m;
 use crate::results::runmeta::{Pairs, Role};
-use crate::results::stats::{self, BOOTSTRAP_SEED, SplitMix64, peak, quantile_sorted};
+use crate::results::stats::{self, BOOTSTRAP_SEED, SplitMix64, peak};
 
 /// The offsets of the mean curves (the aggregate's step).
 const STEP_S: f64 = 5.0;
@@ -63,22 +63,9 @@ fn bootstrap(
     scaled: &[RunData],
     stat: impl Fn(&[&RunData], &[&RunData]) -> Option<f64>,
 ) -> Option<(f64, f64)> {
-    let mut rng = SplitMix64::new(BOOTSTRAP_SEED);
-    let mut values = Vec::with_capacity(RESAMPLES);
-    for _ in 0..RESAMPLES {
-        let (b, s) = (draw(&mut rng, base), draw(&mut rng, scaled));
-        if let Some(v) = stat(&b, &s) {
-            values.push(v);
-        }
-    }
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    Some((
-        quantile_sorted(&values, 0.025),
-        quantile_sorted(&values, 0.975),
-    ))
+    stats::bootstrap_ci(RESAMPLES, 0.95, BOOTSTRAP_SEED, |rng| {
+        stat(&draw(rng, base), &draw(rng, scaled))
+    })
 }
 
 fn draw<'a>(rng: &mut SplitMix64, runs: &'a [RunData]) -> Vec<&'a RunData> {
