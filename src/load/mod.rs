@@ -18,6 +18,7 @@
 
 pub mod histogram;
 pub mod metrics;
+pub mod pusher;
 pub mod remote_write;
 pub mod runner;
 pub mod schedule;
@@ -27,12 +28,13 @@ pub mod timeseries;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
+pub use pusher::{PushStats, Pusher};
 pub use remote_write::RemoteWriter;
 pub use runner::{Live, Outcome, Report, RunConfig, RunError, Runner, Snapshot};
 pub use schedule::{Schedule, ScheduleError, Stage, parse_stages};
@@ -282,10 +284,6 @@ pub async fn run_plan_with(
     cancel: CancellationToken,
     outputs: Outputs,
 ) -> Result<Report, RunError> {
-    let writer = outputs
-        .remote_write
-        .map(|(url, every)| RemoteWriter::new(url).map(|w| (w, every)))
-        .transpose()?;
     let total = plan.schedule.duration();
     let runner = Runner::new(plan.schedule, plan.config)?;
     let live = runner.live();
@@ -303,16 +301,11 @@ pub async fn run_plan_with(
                 .await;
         })
     });
-    let writer_task = match writer {
-        Some((mut w, every)) => {
-            // A zero sample before the first request, so rate() covers the whole run.
-            if let Err(e) = w.push(&live.snapshot(), live.config()).await {
-                tracing::warn!("{e}");
-            }
-            Some(tokio::spawn(w.run(live.clone(), every, stop.clone())))
-        }
-        None => None,
-    };
+    // Queues a zero sample before the first request, so rate() covers the whole run.
+    let pusher = outputs
+        .remote_write
+        .map(|(url, every)| Pusher::start(url, live.clone(), every))
+        .transpose()?;
     let progress_task = outputs
         .progress
         .then(|| tokio::spawn(progress(live.clone(), total, stop.clone())));
@@ -328,8 +321,18 @@ pub async fn run_plan_with(
     if let Some(t) = progress_task {
         let _ = t.await;
     }
-    if let Some(Ok(w)) = futures::future::OptionFuture::from(writer_task).await {
-        tracing::info!(pushes = w.sent, native = w.native(), "remote write done");
+    if let Some(p) = pusher {
+        let s = p.finish().await;
+        if s.dropped > 0 || s.failed > 0 {
+            tracing::warn!(
+                sent = s.sent,
+                failed = s.failed,
+                dropped = s.dropped,
+                "remote write: not every push was delivered (a slow or failing endpoint costs pushes, never load)"
+            );
+        } else {
+            tracing::info!(pushes = s.sent, native = s.native, "remote write done");
+        }
     }
     if let Some(t) = metrics_task {
         let _ = t.await;
@@ -337,25 +340,93 @@ pub async fn run_plan_with(
     Ok(report)
 }
 
-fn create(path: &PathBuf, flag: &str) -> anyhow::Result<BufWriter<File>> {
-    let f =
-        File::create(path).with_context(|| format!("{flag}: cannot create {}", path.display()))?;
-    Ok(BufWriter::new(f))
+/// An output file. A regular file is written whole at the end into a temporary file beside
+/// `path` (made now, so a path that cannot be written fails before the first request), then
+/// renamed into place: an error never leaves half a file behind. Anything else that exists
+/// already (`/dev/stdout`, a pipe) is opened now and written in place. Errors name the flag and
+/// the file.
+struct OutputFile {
+    flag: &'static str,
+    path: PathBuf,
+    target: Target,
+}
+
+enum Target {
+    Temp(tempfile::TempPath),
+    Direct(File),
+}
+
+impl OutputFile {
+    fn create(path: &Path, flag: &'static str) -> anyhow::Result<Self> {
+        let cannot = || format!("{flag}: cannot create {}", path.display());
+        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+        let target = if special {
+            Target::Direct(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .with_context(cannot)?,
+            )
+        } else {
+            Target::Temp(crate::util::temp_beside(path).with_context(cannot)?)
+        };
+        Ok(Self {
+            flag,
+            path: path.to_path_buf(),
+            target,
+        })
+    }
+
+    fn write(
+        self,
+        fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+    ) -> anyhow::Result<()> {
+        let what = || format!("{}: writing {}", self.flag, self.path.display());
+        let (file, tmp) = match self.target {
+            Target::Direct(f) => (f, None),
+            Target::Temp(tmp) => (
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&tmp)
+                    .with_context(what)?,
+                Some(tmp),
+            ),
+        };
+        let mut w = BufWriter::new(file);
+        fill(&mut w).and_then(|_| w.flush()).with_context(what)?;
+        if let Some(tmp) = tmp {
+            w.get_ref().sync_all().with_context(what)?;
+            tmp.persist(&self.path)
+                .map_err(|e| e.error)
+                .with_context(what)?;
+        }
+        Ok(())
+    }
 }
 
 /// `starvation load`.
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    // Signals first: a SIGTERM or Ctrl-C during setup stops the run too.
+    let cancel = CancellationToken::new();
+    let signal = crate::util::shutdown_signal()?;
+    let ctrl_c = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            signal.await;
+            cancel.cancel();
+        })
+    };
     let plan = Plan::from_opts(&opts)?;
-    // Open everything that can fail before the first request goes out.
+    // Make everything that can fail before the first request goes out.
     let summary_file = opts
         .summary
-        .as_ref()
-        .map(|p| create(p, "--summary"))
+        .as_deref()
+        .map(|p| OutputFile::create(p, "--summary"))
         .transpose()?;
     let series_file = opts
         .series
-        .as_ref()
-        .map(|p| create(p, "--series"))
+        .as_deref()
+        .map(|p| OutputFile::create(p, "--series"))
         .transpose()?;
     let metrics = match opts.metrics_listen {
         Some(addr) => Some(
@@ -371,16 +442,6 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             opts.remote_write_interval,
         )
     });
-
-    let cancel = CancellationToken::new();
-    let signal = crate::util::shutdown_signal()?;
-    let ctrl_c = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            signal.await;
-            cancel.cancel();
-        })
-    };
     let outputs = Outputs {
         remote_write,
         metrics,
@@ -391,18 +452,14 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let report = report?;
 
     match summary_file {
-        Some(mut f) => {
-            report.summary.write(opts.format, &mut f)?;
-            f.flush()?;
-        }
+        Some(f) => f.write(|w| report.summary.write(opts.format, w))?,
         None => {
             let stdout = std::io::stdout();
             report.summary.write(opts.format, stdout.lock())?;
         }
     }
-    if let Some(mut f) = series_file {
-        report.series.write_csv(&mut f)?;
-        f.flush()?;
+    if let Some(f) = series_file {
+        f.write(|w| report.series.write_csv(w))?;
     }
     if report.summary.stopped_by_user {
         return Err(crate::Interrupted.into());

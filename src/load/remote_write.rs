@@ -9,9 +9,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use tokio_util::sync::CancellationToken;
-
-use super::runner::{Live, RunConfig, Snapshot};
+use super::runner::{RunConfig, Snapshot};
 
 /// Protobuf messages of `prompb` (only the fields we send).
 pub mod prompb {
@@ -322,10 +320,11 @@ pub struct RemoteWriter {
 }
 
 impl RemoteWriter {
-    pub fn new(url: url::Url) -> Result<Self, RemoteWriteError> {
+    /// A writer whose every request gives up after `timeout`.
+    pub fn new(url: url::Url, timeout: Duration) -> Result<Self, RemoteWriteError> {
         let client = reqwest::Client::builder()
             .no_proxy()
-            .timeout(Duration::from_secs(10))
+            .timeout(timeout)
             .build()
             .map_err(RemoteWriteError::Client)?;
         Ok(Self {
@@ -406,28 +405,6 @@ impl RemoteWriter {
         scalars?;
         self.sent += 1;
         Ok(ts)
-    }
-
-    /// Pushes every `interval` until `stop` fires, then once more with the final counters.
-    /// Errors are logged and the loop goes on (the load must not stop for monitoring).
-    pub async fn run(mut self, live: Live, interval: Duration, stop: CancellationToken) -> Self {
-        let config = live.config().clone();
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is immediate; the caller has just pushed the starting point.
-        tick.tick().await;
-        loop {
-            let last = tokio::select! {
-                _ = tick.tick() => false,
-                _ = stop.cancelled() => true,
-            };
-            if let Err(e) = self.push(&live.snapshot(), &config).await {
-                tracing::warn!("{e}");
-            }
-            if last {
-                return self;
-            }
-        }
     }
 }
 

@@ -36,7 +36,16 @@ pub enum ScheduleError {
     StartRate(f64),
     #[error("--time-unit: must be longer than zero")]
     TimeUnit,
+    #[error(
+        "{what}: {per_second:.3e} iterations/s is above the most this generator can start, {MAX_RATE_PER_SECOND} per second; lower the target or lengthen --time-unit"
+    )]
+    RateTooHigh { what: String, per_second: f64 },
 }
+
+/// The highest rate a schedule may ask for, iterations per second. One core starts well under
+/// 100,000 a second; anything above this bound is a typo, and refusing it keeps planning and
+/// the progress figures finite.
+pub const MAX_RATE_PER_SECOND: f64 = 1_000_000.0;
 
 /// Parses `15:30s,20:30s` into stages. Durations use humantime (`30s`, `1m30s`, `500ms`).
 pub fn parse_stages(text: &str) -> Result<Vec<Stage>, ScheduleError> {
@@ -110,6 +119,20 @@ impl Schedule {
         if stages.iter().all(|s| s.duration.is_zero()) {
             return Err(ScheduleError::ZeroDuration);
         }
+        let unit = time_unit.as_secs_f64();
+        let too_high = |rate: f64| rate / unit > MAX_RATE_PER_SECOND;
+        if too_high(start_rate) {
+            return Err(ScheduleError::RateTooHigh {
+                what: "--start-rate".into(),
+                per_second: start_rate / unit,
+            });
+        }
+        if let Some((i, s)) = stages.iter().enumerate().find(|(_, s)| too_high(s.target)) {
+            return Err(ScheduleError::RateTooHigh {
+                what: format!("--stages: stage {}", i + 1),
+                per_second: s.target / unit,
+            });
+        }
         Ok(Self {
             start_rate,
             time_unit,
@@ -178,9 +201,19 @@ impl Schedule {
         area
     }
 
-    /// Number of iterations the schedule starts.
+    /// Number of iterations the schedule starts, in closed form: iteration n starts when the
+    /// area reaches n, so the count is the whole part of the total area (with the same rounding
+    /// tolerance and the same float steps as [`StartTimes`], so the two always agree).
     pub fn total_iterations(&self) -> u64 {
-        self.iter().count() as u64
+        let unit = self.time_unit.as_secs_f64();
+        let mut from = self.start_rate;
+        let mut area = 0.0;
+        for stage in &self.stages {
+            let (a, b) = (from / unit, stage.target / unit);
+            area += (a + b) / 2.0 * stage.duration.as_secs_f64();
+            from = stage.target;
+        }
+        (area + AREA_EPS).floor() as u64
     }
 
     /// The start offsets of every iteration, in order.
@@ -355,6 +388,58 @@ mod tests {
         // Area 1 in the ramp from 0 to 2 over 1 s: t = 1 s into it.
         assert_eq!(times.len(), 1);
         assert!((times[0] - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn closed_form_count_matches_the_walk() {
+        let cases = [
+            (1.0, "15:30s,20:30s,30:30s,35:30s,5:30s"),
+            (0.0, "1:5s"),
+            (0.0, "1:5s,1:5s"),
+            (10.0, "0:3s,10:3s,0:1500ms"),
+            (20.0, "20:10s"),
+            (0.5, "0.7:1s,3.3:2s,0:0s,9:750ms"),
+        ];
+        for (start, stages) in cases {
+            let s = Schedule::new(start, Duration::from_secs(1), parse_stages(stages).unwrap())
+                .unwrap();
+            assert_eq!(s.total_iterations(), s.iter().count() as u64, "{stages}");
+        }
+    }
+
+    #[test]
+    fn absurd_rates_are_refused_without_planning() {
+        let err = Schedule::new(
+            1.0,
+            Duration::from_secs(1),
+            parse_stages("99999999999999999999:1s").unwrap(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("--stages: stage 1: 1.000e20"),
+            "{err}"
+        );
+        let err =
+            Schedule::new(2e6, Duration::from_secs(1), parse_stages("1:1s").unwrap()).unwrap_err();
+        assert!(err.to_string().starts_with("--start-rate"), "{err}");
+        // Per minute the same number is fine.
+        assert!(
+            Schedule::new(
+                1.0,
+                Duration::from_secs(60),
+                parse_stages("6000000:1s").unwrap()
+            )
+            .is_ok()
+        );
+        // A long schedule at the maximum rate is counted without walking it.
+        let s = Schedule::new(
+            MAX_RATE_PER_SECOND,
+            Duration::from_secs(1),
+            parse_stages("1000000:1000h").unwrap(),
+        )
+        .unwrap();
+        // (walking it would take hours: the test would never end)
+        assert_eq!(s.total_iterations(), 3_600_000_000_000);
     }
 
     #[test]

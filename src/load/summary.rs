@@ -182,10 +182,13 @@ impl Summary {
             self.checks_passed, self.checks_failed
         )?;
         let e = &self.errors;
+        // Interrupted iterations never got an answer: they are errors to whoever reads this
+        // line, not successes (they are not in `failed`, which counts finished iterations).
         writeln!(
             w,
-            "  errors ............. {} (connect refused {}, timeout {}, reset {}, unexpected status {}, other {})",
-            e.total(),
+            "  errors ............. {} (interrupted {}, connect refused {}, timeout {}, reset {}, unexpected status {}, other {})",
+            e.total() + self.interrupted,
+            self.interrupted,
             e.connect_refused,
             e.timeout,
             e.reset,
@@ -291,6 +294,21 @@ mod tests {
         s.write(Format::Text, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert!(text.contains("10 dropped"), "{text}");
+        assert!(
+            text.contains("errors ............. 3 (interrupted 0,"),
+            "{text}"
+        );
+        let cut = Summary {
+            interrupted: 4,
+            ..sample()
+        };
+        let mut text = Vec::new();
+        cut.write(Format::Text, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("errors ............. 7 (interrupted 4,"),
+            "{text}"
+        );
         assert!(text.contains("96.67% (87 passed, 3 failed)"), "{text}");
     }
 }
