@@ -1,8 +1,10 @@
 //! Integration tests of `starvation load` against in-process servers on 127.0.0.1:0, a scripted
 //! remote-write receiver, and a real Prometheus (Debian `prometheus`).
 
+mod common;
+
+use common::prometheus::{Prometheus, start_prometheus};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -167,14 +169,15 @@ async fn counts_latency_and_series_consistently() {
     .unwrap();
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-    // Area: 0 -> 40 over 2 s = 40, 40 -> 0 over 1 s = 20.
-    assert_eq!(v["expected_iterations"], 60);
-    assert_eq!(v["scheduled"], 60);
-    assert_eq!(v["completed"], 60);
-    assert_eq!(v["requests"], 60);
-    assert_eq!(v["checks_passed"], 60);
+    // Area: 0 -> 40 over 2 s = 40, 40 -> 0 over 1 s = 20; the 60th would start exactly at the
+    // end, which k6 does not start.
+    assert_eq!(v["expected_iterations"], 59);
+    assert_eq!(v["scheduled"], 59);
+    assert_eq!(v["completed"], 59);
+    assert_eq!(v["requests"], 59);
+    assert_eq!(v["checks_passed"], 59);
     assert_eq!(v["dropped"], 0);
-    assert_eq!(server.hits.load(Ordering::SeqCst), 60);
+    assert_eq!(server.hits.load(Ordering::SeqCst), 59);
     let p50 = v["service_time"]["p50_ms"].as_f64().unwrap();
     assert!((5.0..100.0).contains(&p50), "{p50}");
     // Response time counts from the scheduled start, so it is never below the service time.
@@ -193,9 +196,9 @@ async fn counts_latency_and_series_consistently() {
         .map(|l| l.split(',').map(String::from).collect())
         .collect();
     let col = |i: usize| -> u64 { rows.iter().map(|r| r[i].parse::<u64>().unwrap()).sum() };
-    assert_eq!(col(2), 60, "scheduled");
-    assert_eq!(col(3), 60, "started");
-    assert_eq!(col(4), 60, "completed");
+    assert_eq!(col(2), 59, "scheduled");
+    assert_eq!(col(3), 59, "started");
+    assert_eq!(col(4), 59, "completed");
     assert_eq!(rows.last().unwrap()[7], "0", "nothing in flight at the end");
     // Rising rate: area 10 after 1 s of a 0 -> 40 over 2 s ramp; the 10th start is exactly at
     // 1.000 s and so belongs to second 1.
@@ -211,7 +214,7 @@ async fn classifies_errors_and_goes_on() {
         "--url",
         &unavailable.url(),
         "--stages",
-        "10:1s",
+        "10:1050ms",
         "--start-rate",
         "10",
     ])
@@ -228,7 +231,7 @@ async fn classifies_errors_and_goes_on() {
         "--url",
         &slow.url(),
         "--stages",
-        "5:1s",
+        "5:1100ms",
         "--start-rate",
         "5",
         "--timeout",
@@ -247,7 +250,7 @@ async fn classifies_errors_and_goes_on() {
         "--url",
         &refused_url,
         "--stages",
-        "5:1s",
+        "5:1100ms",
         "--start-rate",
         "5",
     ])
@@ -265,9 +268,16 @@ async fn classifies_errors_and_goes_on() {
             drop(sock);
         }
     });
-    let s = run_args(&["--url", &rude_url, "--stages", "5:1s", "--start-rate", "5"])
-        .await
-        .summary;
+    let s = run_args(&[
+        "--url",
+        &rude_url,
+        "--stages",
+        "5:1100ms",
+        "--start-rate",
+        "5",
+    ])
+    .await
+    .summary;
     rude_task.abort();
     assert_eq!(s.errors.reset, 5, "{s:#?}");
     assert_eq!(s.completed, 5);
@@ -347,7 +357,7 @@ async fn cancel_stops_early_with_a_partial_summary() {
         .unwrap();
     let s = report.summary;
     assert!(s.stopped_by_user);
-    assert_eq!(s.expected_iterations, 1200);
+    assert_eq!(s.expected_iterations, 1199);
     assert!(s.scheduled > 0 && s.scheduled < 200, "{}", s.scheduled);
     assert_eq!(s.started, s.completed + s.interrupted);
 }
@@ -419,7 +429,7 @@ async fn stop_with_signal(signal: &str) {
     let mut out = String::new();
     std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(out.contains("stopped early"), "{out}");
-    assert!(out.contains("of 600 planned"), "{out}");
+    assert!(out.contains("of 599 planned"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,7 +529,7 @@ async fn remote_write_falls_back_to_classic_when_native_is_rejected() {
         "--url",
         &server.url(),
         "--stages",
-        "10:2s",
+        "10:2050ms",
         "--start-rate",
         "10",
         "--remote-write",
@@ -574,96 +584,6 @@ async fn remote_write_falls_back_to_classic_when_native_is_rejected() {
 // Real Prometheus.
 
 /// The Prometheus binary: `$STARVATION_PROMETHEUS` or the Debian package's.
-fn prometheus_path() -> PathBuf {
-    std::env::var_os("STARVATION_PROMETHEUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus"))
-}
-
-/// The Prometheus binary, or the test fails saying how to install it.
-fn prometheus_binary() -> PathBuf {
-    let bin = prometheus_path();
-    assert!(
-        bin.exists(),
-        "{} not found: apt-get install prometheus (or set STARVATION_PROMETHEUS)",
-        bin.display()
-    );
-    bin
-}
-
-struct Prometheus {
-    base: String,
-    _child: ChildGuard,
-    _dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-async fn start_prometheus(bin: &Path, native: bool) -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
-    let log = dir.path().join("prometheus.log");
-    let port = free_port();
-    let mut cmd = Command::new(bin);
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    if native {
-        cmd.arg("--enable-feature=native-histograms");
-    }
-    let child = ChildGuard(cmd.spawn().unwrap());
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    for _ in 0..300 {
-        if let Ok(r) = client.get(format!("{base}/-/ready")).send().await
-            && r.status().is_success()
-        {
-            return Prometheus {
-                base,
-                _child: child,
-                _dir: dir,
-                log,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "prometheus not ready: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-}
-
-impl Prometheus {
-    /// Instant query; the single result's value.
-    async fn scalar(&self, query: &str) -> f64 {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let v: serde_json::Value = client
-            .get(format!("{}/api/v1/query", self.base))
-            .query(&[("query", query)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(v["status"], "success", "{query}: {v}");
-        let result = v["data"]["result"].as_array().unwrap();
-        assert_eq!(
-            result.len(),
-            1,
-            "{query}: {v}\n{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-        result[0]["value"][1].as_str().unwrap().parse().unwrap()
-    }
-}
-
 /// Runs a short load with remote write to `prom`; returns the summary JSON.
 async fn load_into(prom: &Prometheus, testid: &str) -> (serde_json::Value, u64) {
     // 10..19 ms, spread so the p99 is a real tail value.
@@ -674,6 +594,7 @@ async fn load_into(prom: &Prometheus, testid: &str) -> (serde_json::Value, u64) 
         "--url",
         &server.url(),
         "--stages",
+        // area 120; the 120th would start exactly at the end, and is not started (as in k6)
         "30:4s",
         "--start-rate",
         "30",
@@ -697,24 +618,23 @@ async fn load_into(prom: &Prometheus, testid: &str) -> (serde_json::Value, u64) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Prometheus: apt-get install prometheus (.ci/run does)"]
 async fn prometheus_receives_k6_series_and_native_histogram() {
-    let bin = prometheus_binary();
-    let prom = start_prometheus(&bin, true).await;
+    let prom = start_prometheus(true).await;
     let (summary, hits) = load_into(&prom, "rwtest").await;
-    assert_eq!(summary["requests"], 120);
-    assert_eq!(hits, 120);
+    assert_eq!(summary["requests"], 119);
+    assert_eq!(hits, 119);
 
     let total = prom
         .scalar("sum by(testid)(k6_http_reqs_total{testid=\"rwtest\"})")
         .await;
-    assert_eq!(total, 120.0);
+    assert_eq!(total, 119.0);
     let ok = prom
         .scalar("sum by(testid)(k6_http_reqs_total{testid=\"rwtest\",expected_response=\"true\"})")
         .await;
-    assert_eq!(ok, 120.0);
+    assert_eq!(ok, 119.0);
     let iterations = prom
         .scalar("sum(k6_iterations_total{testid=\"rwtest\"})")
         .await;
-    assert_eq!(iterations, 120.0);
+    assert_eq!(iterations, 119.0);
 
     let p99 = prom
         .scalar(
@@ -730,28 +650,27 @@ async fn prometheus_receives_k6_series_and_native_histogram() {
     let count = prom
         .scalar("histogram_count(sum(k6_http_req_duration_seconds{testid=\"rwtest\"}))")
         .await;
-    assert_eq!(count, 120.0);
+    assert_eq!(count, 119.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Prometheus: apt-get install prometheus (.ci/run does)"]
 async fn prometheus_without_native_histograms_gets_classic_series() {
-    let bin = prometheus_binary();
-    let prom = start_prometheus(&bin, false).await;
+    let prom = start_prometheus(false).await;
     let (summary, _) = load_into(&prom, "classic").await;
     let total = prom
         .scalar("sum by(testid)(k6_http_reqs_total{testid=\"classic\"})")
         .await;
-    assert_eq!(total, 120.0);
+    assert_eq!(total, 119.0);
     let count = prom
         .scalar("sum(k6_http_req_duration_seconds_count{testid=\"classic\"})")
         .await;
-    assert_eq!(count, 120.0);
+    assert_eq!(count, 119.0);
     let sum = prom
         .scalar("sum(k6_http_req_duration_seconds_sum{testid=\"classic\"})")
         .await;
     let mean_ms = summary["service_time"]["mean_ms"].as_f64().unwrap();
-    assert!((sum / 120.0 * 1000.0 - mean_ms).abs() < 0.05 * mean_ms);
+    assert!((sum / 119.0 * 1000.0 - mean_ms).abs() < 0.05 * mean_ms);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -762,7 +681,7 @@ async fn graceful_stop_interrupts_what_is_still_running() {
         "--url",
         &server.url(),
         "--stages",
-        "4:1s",
+        "4:1100ms",
         "--start-rate",
         "4",
         "--graceful-stop",
@@ -801,14 +720,15 @@ fn k6_script_matches_the_default_profile() {
     assert_eq!(stages.join(","), load::PAPER_STAGES);
     for setting in [
         "executor: 'ramping-arrival-rate'",
-        "startRate: 1,",
-        "timeUnit: '1s',",
-        "preAllocatedVUs: 50,",
-        "maxVUs: 1000,",
-        "gracefulStop: '30s',",
-        "testid: 'threadloadtest'",
+        "startRate: Number(env('START_RATE', 1)),",
+        "timeUnit: env('TIME_UNIT', '1s'),",
+        "preAllocatedVUs: Number(env('PRE_ALLOCATED_VUS', 50)),",
+        "maxVUs: Number(env('MAX_VUS', 1000)),",
+        "gracefulStop: env('GRACEFUL_STOP', '30s'),",
+        "testid: env('TESTID', 'threadloadtest')",
+        "env('TIMEOUT', '60s')",
         "/test-threadpool",
-        "r.status === 200",
+        "Number(env('EXPECT_STATUS', 200))",
     ] {
         assert!(js.contains(setting), "{setting} missing from the k6 script");
     }

@@ -101,7 +101,7 @@ async fn a_remote_write_endpoint_that_never_answers_costs_pushes_not_load() {
         "--url",
         &url,
         "--stages",
-        "20:1s",
+        "20:1050ms",
         "--start-rate",
         "20",
         "--remote-write",

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 
+use super::remote_write::{base_labels, check_name, request_tags, with};
 use super::runner::{Live, RunConfig, Snapshot};
 
 fn escape(v: &str) -> String {
@@ -29,17 +30,7 @@ fn labels(pairs: &[(String, String)]) -> String {
 
 /// Renders a snapshot in the text exposition format.
 pub fn render(snap: &Snapshot, config: &RunConfig) -> String {
-    let url = config.url.to_string();
-    let mut base = vec![
-        ("method".to_string(), "GET".to_string()),
-        ("url".to_string(), url.clone()),
-        ("name".to_string(), url),
-        ("scenario".to_string(), "default".to_string()),
-    ];
-    for (k, v) in &config.tags {
-        base.retain(|(n, _)| n != k);
-        base.push((k.clone(), v.clone()));
-    }
+    let base = base_labels(config);
     let mut scenario: Vec<(String, String)> = config.tags.clone();
     scenario.retain(|(k, _)| k != "scenario");
     scenario.push(("scenario".into(), "default".into()));
@@ -49,12 +40,7 @@ pub fn render(snap: &Snapshot, config: &RunConfig) -> String {
     let _ = writeln!(w, "# HELP k6_http_reqs_total HTTP requests that ended.");
     let _ = writeln!(w, "# TYPE k6_http_reqs_total counter");
     for (key, s) in &snap.requests {
-        let mut l = base.clone();
-        l.push(("status".into(), key.status.to_string()));
-        l.push((
-            "expected_response".into(),
-            key.expected_response.to_string(),
-        ));
+        let l = with(&base, &request_tags(*key));
         let _ = writeln!(w, "k6_http_reqs_total{} {}", labels(&l), s.count);
     }
     let ratio = |n: u64, d: u64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
@@ -81,37 +67,38 @@ pub fn render(snap: &Snapshot, config: &RunConfig) -> String {
             &tags,
             snap.vus_max as f64,
         ),
-        (
-            "k6_http_req_failed_rate",
-            "gauge",
-            "Share of requests that failed.",
-            &base,
-            ratio(snap.failed, snap.completed),
-        ),
-        (
-            "k6_checks_rate",
-            "gauge",
-            "Share of checks that passed.",
-            &scenario,
-            ratio(snap.checks_passed, snap.checks_passed + snap.checks_failed),
-        ),
     ] {
         let _ = writeln!(w, "# HELP {name} {help}");
         let _ = writeln!(w, "# TYPE {name} {kind}");
         let _ = writeln!(w, "{name}{} {v}", labels(l));
     }
+    // Per request series, as k6 tags each sample: 0 for the expected status, 1 otherwise.
+    let _ = writeln!(
+        w,
+        "# HELP k6_http_req_failed_rate Share of requests that failed."
+    );
+    let _ = writeln!(w, "# TYPE k6_http_req_failed_rate gauge");
+    for key in snap.requests.keys() {
+        let l = with(&base, &request_tags(*key));
+        let failed = if key.expected_response { 0 } else { 1 };
+        let _ = writeln!(w, "k6_http_req_failed_rate{} {failed}", labels(&l));
+    }
+    let checks = with(&scenario, &[("check", check_name(config))]);
+    let _ = writeln!(w, "# HELP k6_checks_rate Share of checks that passed.");
+    let _ = writeln!(w, "# TYPE k6_checks_rate gauge");
+    let _ = writeln!(
+        w,
+        "k6_checks_rate{} {}",
+        labels(&checks),
+        ratio(snap.checks_passed, snap.checks_passed + snap.checks_failed)
+    );
     let _ = writeln!(
         w,
         "# HELP k6_http_req_duration_seconds HTTP request duration (send to response body)."
     );
     let _ = writeln!(w, "# TYPE k6_http_req_duration_seconds histogram");
     for (key, s) in &snap.requests {
-        let mut l = base.clone();
-        l.push(("status".into(), key.status.to_string()));
-        l.push((
-            "expected_response".into(),
-            key.expected_response.to_string(),
-        ));
+        let l = with(&base, &request_tags(*key));
         for (le, count) in s.duration.classic_cumulative() {
             let le = if le.is_infinite() {
                 "+Inf".to_string()

@@ -532,7 +532,7 @@ mod tests {
     fn defaults_are_the_paper_profile() {
         let plan = Plan::from_opts(&parse(&[])).unwrap();
         assert_eq!(plan.schedule, Schedule::paper());
-        assert_eq!(plan.schedule.total_iterations(), 3090);
+        assert_eq!(plan.schedule.total_iterations(), 3089);
         let c = &plan.config;
         assert_eq!(c.url.as_str(), "http://127.0.0.1:5000/test-threadpool");
         assert_eq!((c.pre_allocated_vus, c.max_vus), (50, 1000));

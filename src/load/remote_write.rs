@@ -9,7 +9,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::runner::{RunConfig, Snapshot};
+use super::runner::{RequestKey, RunConfig, Snapshot};
 
 /// Protobuf messages of `prompb` (only the fields we send).
 pub mod prompb {
@@ -97,13 +97,15 @@ pub enum RemoteWriteError {
     Client(#[source] reqwest::Error),
 }
 
-/// Builds the label set shared by every series: k6's request tags plus the user's tags.
-fn base_labels(config: &RunConfig) -> Vec<(String, String)> {
+/// Builds the label set of every request series: k6's request tags (`proto` as k6 1.1 sets it
+/// for an HTTP/1.1 answer) plus the user's tags.
+pub(crate) fn base_labels(config: &RunConfig) -> Vec<(String, String)> {
     let url = config.url.to_string();
     let mut labels = vec![
         ("method".to_string(), "GET".to_string()),
         ("url".to_string(), url.clone()),
         ("name".to_string(), url),
+        ("proto".to_string(), "HTTP/1.1".to_string()),
         ("scenario".to_string(), "default".to_string()),
     ];
     for (k, v) in &config.tags {
@@ -111,6 +113,19 @@ fn base_labels(config: &RunConfig) -> Vec<(String, String)> {
         labels.push((k.clone(), v.clone()));
     }
     labels
+}
+
+/// The per-request tags of one request series.
+pub(crate) fn request_tags(key: RequestKey) -> [(&'static str, String); 2] {
+    [
+        ("status", key.status.to_string()),
+        ("expected_response", key.expected_response.to_string()),
+    ]
+}
+
+/// The check's name, as `scenarios/paper-spike.k6.js` names it.
+pub(crate) fn check_name(config: &RunConfig) -> String {
+    format!("status is {}", config.expect_status)
 }
 
 fn series_labels(name: &str, labels: &[(String, String)]) -> Vec<prompb::Label> {
@@ -129,7 +144,7 @@ fn series_labels(name: &str, labels: &[(String, String)]) -> Vec<prompb::Label> 
     out
 }
 
-fn with(labels: &[(String, String)], extra: &[(&str, String)]) -> Vec<(String, String)> {
+pub(crate) fn with(labels: &[(String, String)], extra: &[(&str, String)]) -> Vec<(String, String)> {
     let mut out = labels.to_vec();
     for (k, v) in extra {
         out.retain(|(name, _)| name != k);
@@ -155,18 +170,12 @@ pub fn scalar_request(snap: &Snapshot, config: &RunConfig, ts_ms: i64) -> prompb
     // Scenario-level series carry the scenario and user tags only.
     let scenario: Vec<(String, String)> = base
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "method" | "url" | "name"))
+        .filter(|(k, _)| !matches!(k.as_str(), "method" | "url" | "name" | "proto"))
         .cloned()
         .collect();
     let mut ts = Vec::new();
     for (key, series) in &snap.requests {
-        let labels = with(
-            &base,
-            &[
-                ("status", key.status.to_string()),
-                ("expected_response", key.expected_response.to_string()),
-            ],
-        );
+        let labels = with(&base, &request_tags(*key));
         ts.push(sample(
             "k6_http_reqs_total",
             &labels,
@@ -196,15 +205,16 @@ pub fn scalar_request(snap: &Snapshot, config: &RunConfig, ts_ms: i64) -> prompb
     let plain: Vec<(String, String)> = config.tags.clone();
     ts.push(sample("k6_vus", &plain, snap.vus as f64, ts_ms));
     ts.push(sample("k6_vus_max", &plain, snap.vus_max as f64, ts_ms));
-    ts.push(sample(
-        "k6_http_req_failed_rate",
-        &base,
-        ratio(snap.failed, snap.completed),
-        ts_ms,
-    ));
+    // k6 tags each http_req_failed sample like its request, so the rate is per request series:
+    // 0 for the expected status, 1 for anything else.
+    for key in snap.requests.keys() {
+        let labels = with(&base, &request_tags(*key));
+        let failed = if key.expected_response { 0.0 } else { 1.0 };
+        ts.push(sample("k6_http_req_failed_rate", &labels, failed, ts_ms));
+    }
     ts.push(sample(
         "k6_checks_rate",
-        &with(&scenario, &[("check", "status is expected".to_string())]),
+        &with(&scenario, &[("check", check_name(config))]),
         ratio(snap.checks_passed, snap.checks_passed + snap.checks_failed),
         ts_ms,
     ));
@@ -218,13 +228,7 @@ pub fn native_request(snap: &Snapshot, config: &RunConfig, ts_ms: i64) -> prompb
         .requests
         .iter()
         .map(|(key, series)| {
-            let labels = with(
-                &base,
-                &[
-                    ("status", key.status.to_string()),
-                    ("expected_response", key.expected_response.to_string()),
-                ],
-            );
+            let labels = with(&base, &request_tags(*key));
             let h = &series.duration;
             let (spans, deltas) = h.spans_and_deltas();
             prompb::TimeSeries {
@@ -255,13 +259,7 @@ pub fn classic_request(snap: &Snapshot, config: &RunConfig, ts_ms: i64) -> promp
     let base = base_labels(config);
     let mut ts = Vec::new();
     for (key, series) in &snap.requests {
-        let labels = with(
-            &base,
-            &[
-                ("status", key.status.to_string()),
-                ("expected_response", key.expected_response.to_string()),
-            ],
-        );
+        let labels = with(&base, &request_tags(*key));
         let h = &series.duration;
         for (le, count) in h.classic_cumulative() {
             let le = if le.is_infinite() {
@@ -481,11 +479,19 @@ mod tests {
             ("method", "GET"),
             ("url", "http://127.0.0.1:5000/test-threadpool"),
             ("name", "http://127.0.0.1:5000/test-threadpool"),
+            ("proto", "HTTP/1.1"),
             ("scenario", "default"),
             ("testid", "t"),
         ] {
             assert_eq!(reqs[k], v, "{k}");
         }
+        // k6's http_req_failed rate is per request series, labelled like the requests.
+        assert_eq!(labels(by_name["k6_http_req_failed_rate"]), {
+            let mut l = reqs.clone();
+            l.insert("__name__".into(), "k6_http_req_failed_rate".into());
+            l
+        });
+        assert_eq!(labels(by_name["k6_checks_rate"])["check"], "status is 200");
         assert_eq!(by_name["k6_http_reqs_total"].samples[0].value, 4.0);
         assert_eq!(by_name["k6_http_reqs_total"].samples[0].timestamp, 42);
         assert_eq!(by_name["k6_dropped_iterations_total"].samples[0].value, 1.0);

@@ -202,8 +202,9 @@ impl Schedule {
     }
 
     /// Number of iterations the schedule starts, in closed form: iteration n starts when the
-    /// area reaches n, so the count is the whole part of the total area (with the same rounding
-    /// tolerance and the same float steps as [`StartTimes`], so the two always agree).
+    /// area reaches n, and only before the end, as k6 does (an area of exactly 618 starts 617;
+    /// one of 227.5 starts 227): the count of whole numbers n ≥ 1 below the total area, with a
+    /// rounding tolerance. [`StartTimes`] stops at this count.
     pub fn total_iterations(&self) -> u64 {
         let unit = self.time_unit.as_secs_f64();
         let mut from = self.start_rate;
@@ -213,7 +214,7 @@ impl Schedule {
             area += (a + b) / 2.0 * stage.duration.as_secs_f64();
             from = stage.target;
         }
-        (area + AREA_EPS).floor() as u64
+        ((area - AREA_EPS).ceil() - 1.0).max(0.0) as u64
     }
 
     /// The start offsets of every iteration, in order.
@@ -225,6 +226,7 @@ impl Schedule {
             from: self.start_rate,
             area_before: 0.0,
             next: 1,
+            last: self.total_iterations(),
         }
     }
 }
@@ -245,12 +247,17 @@ pub struct StartTimes<'a> {
     area_before: f64,
     /// 1-based index of the next iteration.
     next: u64,
+    /// Index of the last iteration (the one at the very end is not started).
+    last: u64,
 }
 
 impl Iterator for StartTimes<'_> {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
+        if self.next > self.last {
+            return None;
+        }
         let unit = self.schedule.time_unit.as_secs_f64();
         while let Some(stage) = self.schedule.stages.get(self.stage) {
             let d = stage.duration.as_secs_f64();
@@ -334,7 +341,8 @@ mod tests {
         assert_eq!(s.duration(), Duration::from_secs(150));
         assert!((s.total_area() - 3090.0).abs() < 1e-9);
         let times: Vec<Duration> = s.iter().collect();
-        assert_eq!(times.len(), 3090);
+        // k6 does not start the one that would fall exactly on the end.
+        assert_eq!(times.len(), 3089);
         assert!((secs(times[0]) - 0.8367).abs() < 1e-3, "{:?}", times[0]);
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "monotonic");
         assert!(*times.last().unwrap() <= Duration::from_secs(150));
@@ -364,7 +372,8 @@ mod tests {
         )
         .unwrap();
         let times: Vec<f64> = s.iter().map(secs).collect();
-        assert_eq!(times, vec![2.0, 4.0, 6.0, 8.0, 10.0]);
+        // (k6 starts none at the very end: not 10.0)
+        assert_eq!(times, vec![2.0, 4.0, 6.0, 8.0]);
     }
 
     #[test]
@@ -381,13 +390,17 @@ mod tests {
                     target: 2.0,
                     duration: Duration::from_secs(1),
                 },
+                Stage {
+                    target: 2.0,
+                    duration: Duration::from_secs(1),
+                },
             ],
         )
         .unwrap();
         let times: Vec<f64> = s.iter().map(secs).collect();
-        // Area 1 in the ramp from 0 to 2 over 1 s: t = 1 s into it.
-        assert_eq!(times.len(), 1);
-        assert!((times[0] - 4.0).abs() < 1e-9);
+        // Area 1 in the ramp from 0 to 2 over 1 s: t = 1 s into it; then every 0.5 s, but not
+        // at the very end (5.0).
+        assert_eq!(times, vec![4.0, 4.5]);
     }
 
     #[test]
@@ -439,7 +452,7 @@ mod tests {
         )
         .unwrap();
         // (walking it would take hours: the test would never end)
-        assert_eq!(s.total_iterations(), 3_600_000_000_000);
+        assert_eq!(s.total_iterations(), 3_600_000_000_000 - 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod experiment;
+pub mod prometheus;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
