@@ -33,12 +33,7 @@ pub struct LoadRecorder {
 fn merged(snap: &Snapshot) -> NativeHistogram {
     let mut h = NativeHistogram::default();
     for s in snap.requests.values() {
-        h.count += s.duration.count;
-        h.sum += s.duration.sum;
-        h.zero_count += s.duration.zero_count;
-        for (i, c) in &s.duration.buckets {
-            *h.buckets.entry(*i).or_default() += c;
-        }
+        h.merge(&s.duration);
     }
     h
 }

@@ -60,6 +60,19 @@ impl NativeHistogram {
         self.classic[slot] += 1;
     }
 
+    /// Adds `other`'s observations (same schema) to these.
+    pub fn merge(&mut self, other: &NativeHistogram) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.zero_count += other.zero_count;
+        for (i, c) in &other.buckets {
+            *self.buckets.entry(*i).or_default() += c;
+        }
+        for (mine, theirs) in self.classic.iter_mut().zip(&other.classic) {
+            *mine += theirs;
+        }
+    }
+
     /// Cumulative counts for each classic bound, then `+Inf` (= count).
     pub fn classic_cumulative(&self) -> Vec<(f64, u64)> {
         let mut acc = 0;

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod histogram;
+pub mod live;
 pub mod metrics;
 pub mod pusher;
 pub mod remote_write;

@@ -28,6 +28,26 @@ impl ErrorCounts {
     pub fn total(&self) -> u64 {
         self.connect_refused + self.timeout + self.reset + self.unexpected_status + self.other
     }
+
+    /// Counts one failed iteration under its class.
+    pub fn count(&mut self, outcome: super::Outcome) {
+        use super::Outcome::*;
+        match outcome {
+            Status(_) => self.unexpected_status += 1,
+            ConnectRefused => self.connect_refused += 1,
+            Timeout => self.timeout += 1,
+            Reset => self.reset += 1,
+            OtherError => self.other += 1,
+        }
+    }
+
+    pub fn add(&mut self, other: &ErrorCounts) {
+        self.connect_refused += other.connect_refused;
+        self.timeout += other.timeout;
+        self.reset += other.reset;
+        self.unexpected_status += other.unexpected_status;
+        self.other += other.other;
+    }
 }
 
 /// Latency statistics in milliseconds.

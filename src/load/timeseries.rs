@@ -28,7 +28,25 @@ impl SecondBucket {
         let h = self
             .service
             .get_or_insert_with(|| Histogram::new(2).expect("valid sigfig"));
-        super::runner::record(h, micros);
+        super::live::record(h, micros);
+    }
+
+    /// Adds `other`'s counts and service times to these.
+    pub(crate) fn merge(&mut self, other: &SecondBucket) {
+        self.scheduled += other.scheduled;
+        self.started += other.started;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.dropped += other.dropped;
+        self.interrupted += other.interrupted;
+        if let Some(theirs) = &other.service {
+            match &mut self.service {
+                Some(mine) => mine
+                    .add(theirs)
+                    .expect("auto-resizing histograms always add"),
+                None => self.service = Some(theirs.clone()),
+            }
+        }
     }
 
     fn quantile_ms(&self, q: f64) -> Option<f64> {
