@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::LoadKind;
 use super::SERVICE;
 use super::record::LoadRecorder;
 use super::runner::{Backend, LoadEnd, RunContext, RunningLoad};
@@ -137,6 +138,9 @@ impl Backend for LocalBackend {
             config.pre_allocated_vus = p.pre_allocated_vus;
             config.max_vus = p.max_vus;
             let plan = crate::load::Plan::new(p.schedule()?, config)?;
+            if run.state.load == LoadKind::K6 {
+                return start_k6(&plan);
+            }
             let runner = crate::load::Runner::new(plan.schedule, plan.config)?;
             let recorder = LoadRecorder::new(runner.live());
             let start = Utc::now();
@@ -190,4 +194,30 @@ impl Backend for LocalBackend {
             Ok(())
         })
     }
+}
+
+/// The real k6 on `plan`; its JSON output, read each second, feeds the recorder. Its files live
+/// in a temporary folder that goes with the run (k6 is killed if the run is dropped early).
+fn start_k6(plan: &crate::load::Plan) -> anyhow::Result<RunningLoad> {
+    let dir = tempfile::Builder::new()
+        .prefix("starvation-k6-")
+        .tempdir()
+        .context("a folder for k6's output")?;
+    let k6 = crate::load::k6::K6Run::spawn(plan, dir.path())?;
+    let mut tail = k6.tail();
+    let recorder = LoadRecorder::from_source(move || tail.snapshot());
+    let start = Utc::now();
+    let done = Box::pin(async move {
+        let summary = k6.wait().await?;
+        drop(dir);
+        Ok(LoadEnd {
+            start,
+            end: Utc::now(),
+            summary,
+        })
+    });
+    Ok(RunningLoad {
+        done,
+        recorder: Some(recorder),
+    })
 }

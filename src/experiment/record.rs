@@ -21,10 +21,11 @@ use chrono::{DateTime, Utc};
 /// Window of the p99 and average request duration (the export's `[15s]`).
 pub const WINDOW_S: f64 = 15.0;
 
-/// Per-second series of an in-process load generator, keyed by the export's readable metric
-/// names: what k6 would remote-write, computed here from its live counters.
+/// Per-second series of the load generator, keyed by the export's readable metric names: what
+/// k6 would remote-write, computed here from its counters (the built-in generator's live ones,
+/// or what real k6 has written to its JSON output so far).
 pub struct LoadRecorder {
-    live: Live,
+    source: Box<dyn FnMut() -> Snapshot + Send>,
     pub points: BTreeMap<&'static str, Vec<(f64, f64)>>,
     window: VecDeque<(f64, NativeHistogram)>,
     cpu_prev: Option<(u64, u64)>,
@@ -104,9 +105,15 @@ impl LoadRecorder {
         m::NODE_CPU,
     ];
 
+    /// Records the built-in generator's live counters.
     pub fn new(live: Live) -> LoadRecorder {
+        Self::from_source(move || live.snapshot())
+    }
+
+    /// Records whatever `source` says the counters are, each tick.
+    pub fn from_source(source: impl FnMut() -> Snapshot + Send + 'static) -> LoadRecorder {
         LoadRecorder {
-            live,
+            source: Box::new(source),
             points: BTreeMap::new(),
             window: VecDeque::new(),
             cpu_prev: None,
@@ -115,7 +122,7 @@ impl LoadRecorder {
 
     /// Record one second: the load generator's snapshot and node CPU (user %).
     pub fn tick(&mut self, ts: f64) {
-        let snap = self.live.snapshot();
+        let snap = (self.source)();
         let points = &mut self.points;
         let mut push = |k: &'static str, v: f64| put(points.entry(k).or_default(), ts, v);
         let (mut ok, mut bad) = (0u64, 0u64);

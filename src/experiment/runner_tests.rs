@@ -186,6 +186,7 @@ fn state() -> State {
         backend: super::super::BackendKind::Local,
         monitor: super::super::MonitorKind::Embedded,
         swarm: Default::default(),
+        load: Default::default(),
     }
 }
 
