@@ -17,6 +17,7 @@
 //! ```
 
 pub mod histogram;
+pub mod http;
 pub mod k6;
 pub mod live;
 pub mod metrics;

@@ -1,11 +1,13 @@
 //! The open-model runner: walks the schedule, hands each iteration to a free VU or drops it,
 //! grows the VU pool one at a time up to `max_vus`, and records everything in a [`Live`] handle.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::http::Client;
 pub use super::live::{Live, Outcome, RequestKey, RequestSeries, Snapshot};
 use super::schedule::Schedule;
 use super::summary::Summary;
@@ -44,18 +46,12 @@ pub struct Report {
 /// [`Runner::run`].
 pub struct Runner {
     live: Live,
-    client: reqwest::Client,
+    client: Arc<Client>,
 }
 
 impl Runner {
     pub fn new(schedule: Schedule, config: RunConfig) -> Result<Self, RunError> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(config.timeout)
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(config.max_vus as usize)
-            .user_agent(concat!("starvation-load/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = Arc::new(Client::new(&config)?);
         let live = Live::new(schedule, config);
         Ok(Self { live, client })
     }
@@ -103,7 +99,7 @@ impl Runner {
 /// dropped more under load and had a worse p99, see docs/load.md).
 async fn schedule_loop(
     live: Live,
-    client: reqwest::Client,
+    client: Arc<Client>,
     cancel: CancellationToken,
     start: tokio::time::Instant,
 ) -> (JoinSet<()>, bool) {
@@ -131,58 +127,10 @@ async fn schedule_loop(
             let client = client.clone();
             tasks.spawn(async move {
                 let sent = Instant::now();
-                let outcome = request(&client, &live.config().url).await;
+                let outcome = client.get().await;
                 live.finish(offset, sent.elapsed(), outcome);
             });
         }
     }
     (tasks, cancel.is_cancelled())
-}
-
-async fn request(client: &reqwest::Client, url: &url::Url) -> Outcome {
-    match client.get(url.clone()).send().await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            match resp.bytes().await {
-                Ok(_) => Outcome::Status(status),
-                Err(e) => classify(&e),
-            }
-        }
-        Err(e) => classify(&e),
-    }
-}
-
-/// Maps a client error to the error classes the summary counts.
-pub fn classify(e: &reqwest::Error) -> Outcome {
-    if e.is_timeout() {
-        return Outcome::Timeout;
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            match io.kind() {
-                ConnectionRefused => return Outcome::ConnectRefused,
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
-                    return Outcome::Reset;
-                }
-                TimedOut => return Outcome::Timeout,
-                _ => {}
-            }
-        }
-        let text = err.to_string();
-        // hyper's words for a connection the peer closed under the request: "connection closed
-        // before message completed", "connection was not ready" (closed between connect and
-        // send), "channel closed" (the connection task died), "reset".
-        if text.contains("connection closed")
-            || text.contains("connection was not ready")
-            || text.contains("channel closed")
-            || text.contains("reset")
-        {
-            return Outcome::Reset;
-        }
-        source = err.source();
-    }
-    // e.g. no route to host, DNS failure, a malformed response
-    Outcome::OtherError
 }
