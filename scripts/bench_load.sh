@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 before=${2:-}
-ours_rates=(10000 20000 30000 40000 60000 80000 100000 130000)
+ours_rates=(5000 10000 20000 30000 40000 60000 80000 100000 130000)
 k6_rates=(2500 5000 10000 15000)
 
 for tool in wrk k6 taskset /usr/bin/time; do

@@ -69,7 +69,9 @@ impl Plain {
             None => host.to_string(),
         };
         let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
-        let uri = path.parse().unwrap_or_else(|_| hyper::Uri::from_static("/"));
+        let uri = path
+            .parse()
+            .unwrap_or_else(|_| hyper::Uri::from_static("/"));
         // Host as the URL wrote it (with the port only when it is not the default).
         let host_header = &url[url::Position::BeforeHost..url::Position::AfterPort];
         Self {
