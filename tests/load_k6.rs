@@ -209,11 +209,15 @@ async fn same_iterations_at_the_same_moments(profile: Profile) {
     }
     let within = diffs.iter().filter(|d| **d < 0.005).count();
     let worst = diffs.iter().copied().fold(0.0, f64::max);
+    let mut by_size = diffs.clone();
+    by_size.sort_by(f64::total_cmp);
     eprintln!(
-        "{}: k6 {} ours {} iterations; |start difference| < 5 ms for {within}/{n}, worst {:.2} ms",
+        "{}: k6 {} ours {} iterations; |start difference| < 5 ms for {within}/{n}, median {:.2} ms, p99 {:.2} ms, worst {:.2} ms",
         profile.ours(),
         theirs.len(),
         ours.len(),
+        by_size[n / 2] * 1e3,
+        by_size[(n * 99 / 100).min(n - 1)] * 1e3,
         worst * 1e3
     );
     // Each generator is a process on a shared machine: a scheduler hiccup of either may delay
