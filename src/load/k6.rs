@@ -419,9 +419,14 @@ mod tests {
         let err = check(&plan("15:1s", 0.5).schedule).unwrap_err();
         assert!(err.to_string().contains("the start rate is 0.5"), "{err}");
         assert!(check(&plan("15:1500ms,0:1s", 1.0).schedule).is_ok());
+        let stages: serde_json::Value =
+            serde_json::from_str(&stages_json(&plan("15:1500ms,0:1s", 1.0).schedule)).unwrap();
         assert_eq!(
-            stages_json(&plan("15:1500ms,0:1s", 1.0).schedule),
-            r#"[{"duration":"1500ms","target":15},{"duration":"1000ms","target":0}]"#
+            stages,
+            serde_json::json!([
+                {"target": 15, "duration": "1500ms"},
+                {"target": 0, "duration": "1000ms"}
+            ])
         );
     }
 
