@@ -4,8 +4,9 @@
 mod common;
 
 use common::prometheus::{Prometheus, start_prometheus};
+use common::{Proc, free_port};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -362,16 +363,6 @@ async fn cancel_stops_early_with_a_partial_summary() {
     assert_eq!(s.started, s.completed + s.interrupted);
 }
 
-/// Kills a child process when dropped.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_prints_partial_summary_and_exits_130() {
     stop_with_signal("-INT").await;
@@ -385,7 +376,7 @@ async fn sigterm_prints_partial_summary_and_exits_130() {
 
 async fn stop_with_signal(signal: &str) {
     let server = serve(StatusCode::OK, |_| Duration::from_millis(5)).await;
-    let mut child = ChildGuard(
+    let mut child = Proc::new(
         Command::new(env!("CARGO_BIN_EXE_starvation"))
             .args([
                 "load",
@@ -400,6 +391,7 @@ async fn stop_with_signal(signal: &str) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
+        "load",
     );
     // Wait until it has sent something, then interrupt.
     for _ in 0..100 {
@@ -408,7 +400,7 @@ async fn stop_with_signal(signal: &str) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let pid = child.0.id().to_string();
+    let pid = child.child.id().to_string();
     assert!(
         Command::new("kill")
             .args([signal, &pid])
@@ -418,7 +410,7 @@ async fn stop_with_signal(signal: &str) {
     );
     let mut status = None;
     for _ in 0..100 {
-        if let Some(s) = child.0.try_wait().unwrap() {
+        if let Some(s) = child.child.try_wait().unwrap() {
             status = Some(s);
             break;
         }
@@ -427,7 +419,7 @@ async fn stop_with_signal(signal: &str) {
     let status = status.unwrap_or_else(|| panic!("does not exit after kill {signal}"));
     assert_eq!(status.code(), Some(130));
     let mut out = String::new();
-    std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(child.child.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(out.contains("stopped early"), "{out}");
     assert!(out.contains("of 599 planned"), "{out}");
 }
@@ -485,14 +477,6 @@ async fn metrics_listen_serves_k6_series() {
     ] {
         assert!(body.contains(name), "{name} missing:\n{body}");
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// What a scripted remote-write receiver saw.
