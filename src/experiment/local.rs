@@ -116,9 +116,15 @@ impl Backend for LocalBackend {
                 // Scale-up alone is measured: no scale-down during a run.
                 PolicyConfig::step(Duration::from_secs(p.cooldown_s), false),
             );
-            let s = crate::scaler::Server::start(([127, 0, 0, 1], 0).into(), None, orch, cfg)
-                .await
-                .context("starting the scaler")?;
+            let s = crate::scaler::Server::start(
+                ([127, 0, 0, 1], 0).into(),
+                Default::default(),
+                Default::default(),
+                orch,
+                cfg,
+            )
+            .await
+            .context("starting the scaler")?;
             let url = format!("http://{}/alert", s.local_addr());
             self.scaler = Some(s);
             Ok(Some(url))

@@ -251,7 +251,7 @@ async fn sample_loop(
                 at: now,
                 alert: a.name().to_string(),
                 status: a.status,
-                value: a.value(),
+                value: a.value().ok().flatten(),
                 labels: a.labels.clone(),
             });
             tracing::info!(

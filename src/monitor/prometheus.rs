@@ -139,6 +139,10 @@ pub fn prometheus_config(deployed: &str, targets: &Targets) -> anyhow::Result<St
     }
     if let Some(jobs) = doc["scrape_configs"].as_array_mut() {
         jobs.retain_mut(|job| {
+            // Local targets take no token (the Swarm secret's file does not exist here).
+            if let Some(j) = job.as_object_mut() {
+                j.remove("authorization");
+            }
             job.get("dns_sd_configs").is_none()
                 && job.get("static_configs").is_some()
                 && map_static(&mut job["static_configs"])

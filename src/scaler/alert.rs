@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use super::policy::{AlertFact, short_name};
+
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
@@ -26,10 +28,25 @@ pub struct Notification {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Status {
     Firing,
     Resolved,
+}
+
+impl TryFrom<String> for Status {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Status, String> {
+        match s.as_str() {
+            "firing" => Ok(Status::Firing),
+            "resolved" => Ok(Status::Resolved),
+            _ => Err(format!(
+                "unknown status {:?}: expected \"firing\" or \"resolved\"",
+                s.chars().take(40).collect::<String>()
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -55,41 +72,78 @@ impl Alert {
             .unwrap_or("unnamed")
     }
 
-    /// The dedupe key: Alertmanager re-sends the same firing alert (retries, repeat_interval)
-    /// with the same fingerprint and startsAt; a new episode has a new startsAt.
-    pub fn key(&self) -> String {
-        format!("{}@{}", self.fingerprint, self.starts_at)
+    /// The `value` annotation (the rule's `{{ $value }}`), for the proportional policy:
+    /// absent is `None`; present, it must be a finite number >= 0.
+    pub fn value(&self) -> Result<Option<f64>, String> {
+        let Some(raw) = self.annotations.get("value") else {
+            return Ok(None);
+        };
+        match raw.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
+            _ => Err(format!(
+                "alert {}: annotation `value` = {:?} is not a finite number >= 0 (the \
+                 proportional policy reads the service's total from it, e.g. {{{{ $value }}}})",
+                short_name(self.name()),
+                raw.chars().take(40).collect::<String>()
+            )),
+        }
     }
 
-    /// The `value` annotation (the rule's `{{ $value }}`), for the proportional policy.
-    pub fn value(&self) -> Option<f64> {
-        self.annotations
-            .get("value")
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0)
+    /// What the policy keeps of this alert (`parse` checked startsAt and the fingerprint).
+    pub fn fact(&self, value: Option<f64>) -> AlertFact {
+        AlertFact {
+            status: self.status,
+            fingerprint: self.fingerprint.clone(),
+            starts_at: chrono::DateTime::parse_from_rfc3339(&self.starts_at)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .unwrap_or_default(),
+            name: short_name(self.name()),
+            value,
+        }
     }
 }
+
+/// Alertmanager's fingerprints are 16 hex digits; longer ones are refused, so what the scaler
+/// remembers per alert stays small.
+pub const MAX_FINGERPRINT: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
     #[error("malformed Alertmanager webhook payload: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(String),
     #[error("unsupported webhook payload version {0:?}: this scaler speaks version \"4\"")]
     Version(String),
     #[error("alert {index} has an empty fingerprint")]
     Fingerprint { index: usize },
+    #[error(
+        "alert {index}: fingerprint longer than {MAX_FINGERPRINT} bytes (Alertmanager's are 16 hex digits)"
+    )]
+    LongFingerprint { index: usize },
     #[error("alert {index}: startsAt {value:?} is not an RFC 3339 time")]
     StartsAt { index: usize, value: String },
 }
 
 pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
-    let n: Notification = serde_json::from_slice(body)?;
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    // The path names the field at fault: `alerts[0].status: unknown variant ...`.
+    let n: Notification = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        PayloadError::Json(if path == "." {
+            inner.to_string()
+        } else {
+            format!("at `{path}`: {inner}")
+        })
+    })?;
     if n.version != "4" {
         return Err(PayloadError::Version(n.version));
     }
     for (index, a) in n.alerts.iter().enumerate() {
         if a.fingerprint.trim().is_empty() {
             return Err(PayloadError::Fingerprint { index });
+        }
+        if a.fingerprint.len() > MAX_FINGERPRINT {
+            return Err(PayloadError::LongFingerprint { index });
         }
         if chrono::DateTime::parse_from_rfc3339(&a.starts_at).is_err() {
             return Err(PayloadError::StartsAt {
@@ -153,8 +207,9 @@ mod tests {
         );
         let n = parse(body.to_string().as_bytes()).unwrap();
         assert_eq!(n.status, Status::Firing);
-        assert_eq!(n.alerts[0].key(), "abc@2026-11-22T10:00:00Z");
-        assert_eq!(n.alerts[0].value(), Some(30.0));
+        assert_eq!(n.alerts[0].value(), Ok(Some(30.0)));
+        let fact = n.alerts[0].fact(Some(30.0));
+        assert_eq!(fact.starts_at.to_rfc3339(), "2026-11-22T10:00:00+00:00");
         assert_eq!(n.alerts[0].name(), "ThreadPoolStarvation");
     }
 
@@ -170,12 +225,41 @@ mod tests {
         let a = alert("firing", "abc", "yesterday", "w");
         assert!(err(notification("firing", vec![a])).contains("startsAt"));
         let a = alert("burning", "abc", "2026-11-22T10:00:00Z", "w");
-        assert!(err(notification("firing", vec![a])).contains("burning"));
+        let e = err(notification("firing", vec![a]));
+        assert!(
+            e.contains("burning") && e.contains("`alerts[0].status`"),
+            "{e}"
+        );
+        let mut v = notification("firing", vec![]);
+        v["status"] = 5.into();
+        let e = err(v);
+        assert!(e.contains("`status`") && e.contains("integer `5`"), "{e}");
+        let a = alert("firing", &"f".repeat(65), "2026-11-22T10:00:00Z", "w");
+        assert!(err(notification("firing", vec![a])).contains("fingerprint longer"));
         assert!(
             parse(b"{not json")
                 .unwrap_err()
                 .to_string()
                 .contains("malformed")
         );
+    }
+
+    #[test]
+    fn the_value_annotation_must_be_a_finite_number() {
+        let with = |v: &str| {
+            let mut a = alert("firing", "abc", "2026-11-22T10:00:00Z", "w");
+            a["annotations"]["value"] = v.into();
+            let a: Alert = serde_json::from_value(a).unwrap();
+            a.value()
+        };
+        assert_eq!(with(" 12.5 "), Ok(Some(12.5)));
+        for bad in ["NaN", "-1", "inf", "-inf", "lots", "1e999"] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains("annotation `value`") && e.contains(bad), "{e}");
+        }
+        let mut a = alert("firing", "abc", "2026-11-22T10:00:00Z", "w");
+        a["annotations"] = serde_json::json!({});
+        let a: Alert = serde_json::from_value(a).unwrap();
+        assert_eq!(a.value(), Ok(None));
     }
 }

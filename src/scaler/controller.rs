@@ -10,13 +10,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::alert::{Alert, Notification};
 use super::metrics::{ScaleLabels, ScalerMetrics, ServiceLabels};
-use super::policy::{Action, Decision, FiringAlert, PolicyConfig, ServiceMemory};
+use super::policy::{
+    Action, AlertFact, Decision, FiringAlert, PolicyConfig, PolicyKind, ServiceMemory, short_name,
+};
 use crate::orchestrator::{Bounds, Orchestrator, OrchestratorError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    BadRequest(String),
     #[error("orchestrator failed for service {service:?}: {source}")]
     Orchestrator {
         service: String,
@@ -24,6 +28,22 @@ pub enum HandleError {
     },
     #[error("service {service:?} has invalid bounds {bounds:?}: need 1 <= step and min <= max")]
     BadBounds { service: String, bounds: Bounds },
+}
+
+/// Alert names an event lists at most (distinct, cut to `MAX_NAME_CHARS`), then "+N more".
+pub const EVENT_NAMES: usize = 10;
+
+fn alert_names(facts: &[AlertFact]) -> Vec<String> {
+    let names: BTreeSet<&str> = facts.iter().map(|f| f.name.as_str()).collect();
+    let mut out: Vec<String> = names
+        .iter()
+        .take(EVENT_NAMES)
+        .map(|n| short_name(n))
+        .collect();
+    if names.len() > EVENT_NAMES {
+        out.push(format!("+{} more", names.len() - EVENT_NAMES));
+    }
+    out
 }
 
 /// One recorded decision.
@@ -151,25 +171,28 @@ impl Controller {
         Ok(service)
     }
 
-    /// Handle one webhook: every target is checked before anything changes; then one decision
+    /// Handle one webhook: every alert is checked before anything changes; then one decision
     /// per service, serialized with any other decision for that service.
     pub async fn handle(&self, n: &Notification) -> Result<Vec<Decision>, HandleError> {
-        let mut by_service: BTreeMap<&str, Vec<&Alert>> = BTreeMap::new();
+        let mut by_service: BTreeMap<&str, Vec<AlertFact>> = BTreeMap::new();
         for alert in &n.alerts {
+            let value = match self.cfg.policy.kind {
+                PolicyKind::Proportional => alert.value().map_err(HandleError::BadRequest)?,
+                PolicyKind::Step => None,
+            };
             by_service
                 .entry(self.target(alert)?)
                 .or_default()
-                .push(alert);
+                .push(alert.fact(value));
         }
         let mut decisions = vec![];
-        for (service, alerts) in by_service {
+        for (service, facts) in by_service {
             let memory = self.memory(service);
             let mut memory = memory.lock().await;
-            let bounds = self.bounds(service).await?;
-            let (current, bounds) = bounds;
+            let (current, bounds) = self.bounds(service).await?;
             let plan = memory.plan(
                 service,
-                &alerts,
+                &facts,
                 current,
                 bounds,
                 &self.cfg.policy,
@@ -177,11 +200,7 @@ impl Controller {
             );
             self.carry_out(&plan.decision).await?;
             memory.commit(&plan, Instant::now());
-            let names: BTreeSet<&str> = alerts.iter().map(|a| a.name()).collect();
-            self.record(
-                &plan.decision,
-                names.into_iter().map(str::to_owned).collect(),
-            );
+            self.record(&plan.decision, alert_names(&facts));
             if plan.decision.action != Action::None {
                 self.metrics.alert_endpoint_call.inc();
                 self.push_scale_event();
@@ -189,6 +208,16 @@ impl Controller {
             decisions.push(plan.decision);
         }
         Ok(decisions)
+    }
+
+    /// Every allowed service's replicas into `starvation_service_replicas`, so the metric is
+    /// there before the first decision.
+    pub async fn refresh_replicas(&self) {
+        for name in &self.cfg.allow {
+            if let Err(e) = self.bounds(name).await {
+                tracing::warn!("{name}: {e}");
+            }
+        }
     }
 
     async fn bounds(&self, service: &str) -> Result<(u32, Bounds), HandleError> {
@@ -302,14 +331,11 @@ impl Controller {
     /// A failed scale-down is retried next tick, a failed held-back scale-up by the alert's
     /// next repeat.
     pub async fn run_once(&self) -> Vec<Decision> {
-        let services: Vec<(String, Arc<tokio::sync::Mutex<ServiceMemory>>)> = {
-            let map = self.memories.lock().unwrap_or_else(|e| e.into_inner());
-            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-        };
         let mut done = vec![];
-        for (service, memory) in services {
+        for service in &self.cfg.allow {
+            let memory = self.memory(service);
             let mut memory = memory.lock().await;
-            let (current, bounds) = match self.bounds(&service).await {
+            let (current, bounds) = match self.bounds(service).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!("periodic check skipped: {e}");
@@ -317,7 +343,7 @@ impl Controller {
                 }
             };
             let Some(plan) =
-                memory.tick(&service, current, bounds, &self.cfg.policy, Instant::now())
+                memory.tick(service, current, bounds, &self.cfg.policy, Instant::now())
             else {
                 continue;
             };

@@ -1,17 +1,19 @@
 //! The scaler's HTTP API: `POST /alert` (Alertmanager webhook), `GET /events`, `/metrics`,
 //! `/healthz`, and the status page at `/`.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
 use super::alert;
 use super::controller::{Controller, HandleError};
@@ -19,21 +21,48 @@ use super::policy::Action;
 
 /// Alertmanager payloads are small; anything larger is refused before parsing.
 pub const MAX_BODY: usize = 1024 * 1024;
+/// A webhook body must arrive within this once its headers were accepted.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bodies read at once (each up to `MAX_BODY`): what webhooks can hold in memory is bounded.
+pub const BODIES_AT_ONCE: usize = 16;
+/// Firing alerts the status page lists per service.
+const PAGE_FIRING: usize = 20;
 
 pub struct ApiState {
     pub controller: Arc<Controller>,
-    /// `None` only with `--insecure-no-auth`.
+    pub access: Access,
+    bodies: Semaphore,
+}
+
+/// Who may do what.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// `None` only with `--insecure-no-auth` (or a loopback listen without a token).
     pub token: Option<String>,
+    /// `GET /`, `/events` and `/metrics` need the token too: they show service and alert names.
+    pub protect_reads: bool,
+}
+
+impl ApiState {
+    pub fn new(controller: Arc<Controller>, access: Access) -> ApiState {
+        ApiState {
+            controller,
+            access,
+            bodies: Semaphore::new(BODIES_AT_ONCE),
+        }
+    }
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/alert", post(alert_webhook))
+    let reads = Router::new()
         .route("/events", get(events))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/", get(status_page))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), guard_reads));
+    Router::new()
+        .route("/alert", post(alert_webhook))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(reads)
         .with_state(state)
 }
 
@@ -58,23 +87,41 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.token else {
+fn unauthorized() -> ApiError {
+    ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        outcome: "unauthorized",
+        message: "missing or wrong bearer token (Authorization: Bearer <token>)".into(),
+    }
+}
+
+fn authorized(access: &Access, headers: &HeaderMap) -> bool {
+    let Some(token) = &access.token else {
         return true;
     };
+    // The scheme is case-insensitive (RFC 9110 §11.1): `bearer x` is `Bearer x`.
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
         .unwrap_or("");
     // Constant time: the comparison must not tell an attacker how much of the token matched.
     bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
 }
 
+async fn guard_reads(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    if state.access.protect_reads && !authorized(&state.access, req.headers()) {
+        return unauthorized().into_response();
+    }
+    next.run(req).await
+}
+
 async fn alert_webhook(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let start = Instant::now();
     let metrics = &state.controller.metrics;
@@ -99,34 +146,54 @@ async fn alert_webhook(
     }
 }
 
+fn too_large() -> ApiError {
+    ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        outcome: "too_large",
+        message: format!("payload larger than {MAX_BODY} bytes"),
+    }
+}
+
+/// The body, read only once the caller is known: at most `BODIES_AT_ONCE` at a time, each
+/// within `MAX_BODY` bytes and `BODY_TIMEOUT`.
+async fn read_body(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let read = async {
+        let _permit = state.bodies.acquire().await.expect("never closed");
+        Limited::new(body, MAX_BODY).collect().await
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Err(_) => Err(ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            outcome: "bad_request",
+            message: format!("the body did not arrive within {BODY_TIMEOUT:?}"),
+        }),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            outcome: "bad_request",
+            message: format!("reading the body: {e}"),
+        }),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
 async fn handle_alert(
     state: &ApiState,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    if !authorized(state, headers) {
-        return Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            outcome: "unauthorized",
-            message: "missing or wrong bearer token (Authorization: Bearer <token>)".into(),
-        });
+    // From the headers alone, before a byte of the body is read.
+    if !authorized(&state.access, headers) {
+        return Err(unauthorized());
     }
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        ApiError {
-            status,
-            outcome: if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "too_large"
-            } else {
-                "bad_request"
-            },
-            message: if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!("payload larger than {MAX_BODY} bytes")
-            } else {
-                rejection.body_text()
-            },
-        }
-    })?;
+    let body = read_body(state, headers, body).await?;
     let notification = alert::parse(&body).map_err(|e| ApiError {
         status: StatusCode::BAD_REQUEST,
         outcome: "bad_request",
@@ -140,6 +207,11 @@ async fn handle_alert(
             HandleError::Forbidden(message) => ApiError {
                 status: StatusCode::FORBIDDEN,
                 outcome: "forbidden",
+                message,
+            },
+            HandleError::BadRequest(message) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                outcome: "bad_request",
                 message,
             },
             // 503 makes Alertmanager retry; nothing was remembered, so the retry acts.
@@ -195,11 +267,16 @@ async fn status_page(State(state): State<Arc<ApiState>>) -> Html<String> {
         let firing = if s.firing.is_empty() {
             "none".to_owned()
         } else {
-            s.firing
+            let mut lines: Vec<String> = s
+                .firing
                 .iter()
+                .take(PAGE_FIRING)
                 .map(|f| format!("{} (since {})", escape(&f.name), escape(&f.starts_at)))
-                .collect::<Vec<_>>()
-                .join("<br>")
+                .collect();
+            if s.firing.len() > PAGE_FIRING {
+                lines.push(format!("and {} more", s.firing.len() - PAGE_FIRING));
+            }
+            lines.join("<br>")
         };
         let error = s
             .error

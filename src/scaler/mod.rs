@@ -20,8 +20,10 @@ use tokio_util::sync::CancellationToken;
 use crate::orchestrator::local::{LocalConfig, LocalOrchestrator};
 use crate::orchestrator::{Bounds, Orchestrator};
 use controller::{Controller, ControllerConfig};
+use http::Access;
 use policy::{PolicyConfig, PolicyKind};
 
+use crate::util::http_server::ServerLimits;
 use crate::util::parse_duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,6 +102,12 @@ pub struct Opts {
     #[arg(long)]
     pub no_scale_down: bool,
 
+    /// A firing alert neither re-sent nor resolved for this long is forgotten as if resolved
+    /// (a lost resolve, an Alertmanager restart), so the scale-down clock can start. Keep it
+    /// above Alertmanager's repeat_interval (deploy/'s: 1m; Alertmanager's default: 4h).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub firing_ttl: Duration,
+
     /// File holding the bearer token Alertmanager must send (e.g. a Docker secret).
     #[arg(long, env = "STARVATION_ALERTAPI_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -116,6 +124,14 @@ pub struct Opts {
     /// Accept webhooks without a token even on a non-loopback address.
     #[arg(long)]
     pub insecure_no_auth: bool,
+
+    /// Serve GET /, /events and /metrics without the token even on a non-loopback address.
+    /// By default they need it there (they show service and alert names); /healthz never does.
+    #[arg(long)]
+    pub public_reads: bool,
+
+    #[command(flatten)]
+    pub limits: ServerLimits,
 
     /// Push `alert_endpoint_call` to this Pushgateway (job=alertapi) on every scale event,
     /// like the original, so the paper's "Scale event" export works.
@@ -149,6 +165,15 @@ pub struct Opts {
 }
 
 impl Opts {
+    /// The token and whether reads need it, checked.
+    pub fn access(&self) -> anyhow::Result<Access> {
+        let token = self.token()?;
+        Ok(Access {
+            protect_reads: token.is_some() && !self.listen.ip().is_loopback() && !self.public_reads,
+            token,
+        })
+    }
+
     fn token(&self) -> anyhow::Result<Option<String>> {
         let token = match (&self.token_file, &self.token) {
             (Some(path), _) => Some(
@@ -196,6 +221,11 @@ impl Opts {
             self.tolerance
         );
         anyhow::ensure!(self.events >= 1, "--events must be at least 1");
+        anyhow::ensure!(
+            !self.firing_ttl.is_zero(),
+            "--firing-ttl must be greater than zero (e.g. 1h)"
+        );
+        self.limits.check()?;
         let mut allow: BTreeSet<String> = self.allow.iter().cloned().collect();
         if let Some(d) = &self.default_service {
             if self.allow.is_empty() {
@@ -228,6 +258,7 @@ impl Opts {
                 cooldown: self.cooldown,
                 scale_down_delay: self.scale_down_delay,
                 scale_down: !self.no_scale_down,
+                firing_ttl: self.firing_ttl,
             },
             bounds: Bounds {
                 min: self.min,
@@ -248,7 +279,7 @@ pub struct Server {
     addr: SocketAddr,
     controller: Arc<Controller>,
     stop: CancellationToken,
-    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    serving: tokio::task::JoinHandle<()>,
     ticking: tokio::task::JoinHandle<()>,
 }
 
@@ -256,7 +287,8 @@ impl Server {
     /// Serve the webhook for `orchestrator` (flags already validated into `cfg`).
     pub async fn start(
         listen: SocketAddr,
-        token: Option<String>,
+        access: Access,
+        limits: ServerLimits,
         orchestrator: Arc<dyn Orchestrator>,
         cfg: ControllerConfig,
     ) -> anyhow::Result<Server> {
@@ -265,14 +297,16 @@ impl Server {
             .await
             .with_context(|| format!("--listen {listen}: cannot bind"))?;
         let addr = listener.local_addr()?;
+        controller.refresh_replicas().await;
         let stop = CancellationToken::new();
-        let state = Arc::new(http::ApiState {
-            controller: controller.clone(),
-            token,
-        });
-        let serve = axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let serving = tokio::spawn(async move { serve.await });
+        let state = Arc::new(http::ApiState::new(controller.clone(), access));
+        let serving = tokio::spawn(crate::util::http_server::serve(
+            listener,
+            http::router(state),
+            limits,
+            "alertapi",
+            stop.clone(),
+        ));
         let ticking = tokio::spawn(controller.clone().run(Duration::from_secs(1), stop.clone()));
         Ok(Server {
             addr,
@@ -294,7 +328,7 @@ impl Server {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.stop.cancel();
         let _ = self.ticking.await;
-        self.serving.await??;
+        self.serving.await?;
         Ok(())
     }
 }
@@ -308,7 +342,7 @@ async fn swarm_orchestrator() -> anyhow::Result<Arc<dyn Orchestrator>> {
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let cfg = opts.controller_config()?;
-    let token = opts.token()?;
+    let access = opts.access()?;
     let signal = crate::util::shutdown_signal()?;
     // Nothing is started before every flag checked out.
     let mut local = None;
@@ -338,7 +372,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             orch
         }
     };
-    let server = Server::start(opts.listen, token, orchestrator, cfg).await?;
+    let server = Server::start(opts.listen, access, opts.limits.clone(), orchestrator, cfg).await?;
     println!("listening on http://{}", server.local_addr());
     signal.await;
     let result = server.shutdown().await;

@@ -1,11 +1,16 @@
-//! The scaling policy: a pure function of (notification or tick, memory, replicas, now).
+//! The scaling policy: a pure function of (alerts or tick, memory, replicas, now).
 //! Nothing here talks to an orchestrator; the controller applies the plan and commits it only
 //! when the orchestrator succeeded, so a failed scale is retried by Alertmanager's retry.
+//!
+//! A notification's alerts are decided one by one, in order, exactly as if each had come in its
+//! own webhook at the same instant: how Alertmanager batches alerts never changes the outcome.
+//! Everything remembered is bounded (see [`MEMORY_BOUND_BYTES`]).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::alert::{Alert, Status};
+use super::alert::Status;
 use crate::orchestrator::Bounds;
 
 #[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum, serde::Serialize)]
@@ -27,6 +32,9 @@ pub struct PolicyConfig {
     pub cooldown: Duration,
     pub scale_down_delay: Duration,
     pub scale_down: bool,
+    /// A firing alert neither re-sent nor resolved for this long is forgotten, as if resolved
+    /// (a lost resolve, an Alertmanager restart).
+    pub firing_ttl: Duration,
 }
 
 /// `alertapi`'s defaults (its flags use the same values).
@@ -34,6 +42,7 @@ pub const DEFAULT_TARGET: f64 = 20.0;
 pub const DEFAULT_TOLERANCE: f64 = 0.1;
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(15);
 pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(60);
+pub const DEFAULT_FIRING_TTL: Duration = Duration::from_secs(3600);
 
 impl PolicyConfig {
     /// The step policy (the paper's) with `cooldown`, scaling down or not, other values default.
@@ -45,6 +54,7 @@ impl PolicyConfig {
             cooldown,
             scale_down_delay: DEFAULT_SCALE_DOWN_DELAY,
             scale_down,
+            firing_ttl: DEFAULT_FIRING_TTL,
         }
     }
 }
@@ -67,11 +77,53 @@ pub struct Decision {
     pub reason: String,
 }
 
+/// An alert as the policy sees it: only what it needs, each part bounded in size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertFact {
+    pub status: Status,
+    /// At most [`super::alert::MAX_FINGERPRINT`] bytes (longer payloads are refused).
+    pub fingerprint: String,
+    pub starts_at: DateTime<Utc>,
+    /// The alert name, cut to [`MAX_NAME_CHARS`].
+    pub name: String,
+    /// The `value` annotation, already checked to be finite and >= 0.
+    pub value: Option<f64>,
+}
+
+/// The dedupe key: Alertmanager re-sends the same firing alert (retries, repeat_interval)
+/// with the same fingerprint and startsAt; a new episode has a new startsAt.
+type Key = (String, DateTime<Utc>);
+
+impl AlertFact {
+    fn key(&self) -> Key {
+        (self.fingerprint.clone(), self.starts_at)
+    }
+}
+
+/// Alert names are cut to this many characters wherever they are kept or shown.
+pub const MAX_NAME_CHARS: usize = 64;
+
+pub fn short_name(name: &str) -> String {
+    match name.char_indices().nth(MAX_NAME_CHARS) {
+        Some((cut, _)) => format!("{}…", &name[..cut]),
+        None => name.to_owned(),
+    }
+}
+
+/// A number for a reason: plain when short, scientific when huge (1e308 is not 309 digits).
+fn number(v: f64) -> String {
+    if v.abs() >= 1e6 {
+        format!("{v:.3e}")
+    } else {
+        format!("{}", (v * 100.0).round() / 100.0)
+    }
+}
+
 /// A decision plus what to remember once it has been carried out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub decision: Decision,
-    seen_keys: Vec<String>,
+    seen_keys: Vec<Key>,
 }
 
 /// A firing alert as the status page shows it.
@@ -81,28 +133,94 @@ pub struct FiringAlert {
     pub starts_at: String,
 }
 
+#[derive(Debug, Clone)]
+struct Firing {
+    name: String,
+    starts_at: DateTime<Utc>,
+    last_seen: Instant,
+}
+
+/// Episodes acted on, remembered per service (the oldest forgotten first).
 const SEEN_CAPACITY: usize = 4096;
+/// Distinct firing alerts remembered per service; beyond it the least recently seen quarter
+/// is forgotten.
+pub const MAX_FIRING: usize = 1024;
+/// New alerts the cooldown may hold back per service; beyond it they are not held (their
+/// re-send acts).
+pub const MAX_DEFERRED: usize = 1024;
+/// What one service's memory can hold at most, worst case: `SEEN_CAPACITY` keys twice (set and
+/// order) of <= 64-byte fingerprints, `MAX_FIRING` + `MAX_DEFERRED` entries with <= 64-character
+/// names (<= 256 bytes of UTF-8), with collection overheads. Checked by a unit test.
+pub const MEMORY_BOUND_BYTES: usize =
+    SEEN_CAPACITY * 2 * (64 + 48) + (MAX_FIRING + MAX_DEFERRED) * (64 + 256 + 128);
 
 /// What the scaler remembers about one service between notifications.
 #[derive(Debug, Default)]
 pub struct ServiceMemory {
-    seen: HashSet<String>,
-    seen_order: VecDeque<String>,
-    firing: BTreeMap<String, FiringAlert>,
-    /// New firing alerts the cooldown held back, by fingerprint: they act when it ends if
-    /// they still fire (Alertmanager would re-send them only after `repeat_interval`).
-    deferred: BTreeMap<String, Alert>,
+    seen: HashSet<Key>,
+    seen_order: VecDeque<Key>,
+    firing: HashMap<String, Firing>,
+    /// New firing alerts the cooldown held back, by fingerprint with their arrival order: they
+    /// act when it ends if they still fire (Alertmanager would re-send them only after
+    /// `repeat_interval`).
+    deferred: HashMap<String, (u64, AlertFact)>,
+    deferred_seq: u64,
     last_scale_up: Option<Instant>,
-    /// Since when no alert has been firing (set by a resolved notification).
+    /// Since when no alert has been firing (set by a resolve or an expiry).
     quiet_since: Option<Instant>,
 }
 
+/// The running state of one plan: replicas and cooldown as they would be after the alerts so
+/// far, and what happened to each.
+struct Pass {
+    replicas: u32,
+    last_up: Option<Instant>,
+    seen: Vec<Key>,
+    seen_set: HashSet<Key>,
+    scaled: Option<String>,
+    first: Option<String>,
+    duplicates: usize,
+    held: usize,
+    at_max: usize,
+    no_more: usize,
+    firing: usize,
+}
+
 impl ServiceMemory {
+    /// The firing alerts, sorted by name.
     pub fn firing(&self) -> Vec<FiringAlert> {
-        self.firing.values().cloned().collect()
+        let mut v: Vec<FiringAlert> = self
+            .firing
+            .values()
+            .map(|f| FiringAlert {
+                name: f.name.clone(),
+                starts_at: f.starts_at.to_rfc3339(),
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.name, &a.starts_at).cmp(&(&b.name, &b.starts_at)));
+        v
     }
 
-    fn remember(&mut self, key: String) {
+    /// An estimate of the heap this memory holds (for the bound's test and the soak script).
+    pub fn approx_bytes(&self) -> usize {
+        let key = |k: &Key| k.0.capacity() + 48;
+        self.seen.iter().map(key).sum::<usize>()
+            + self.seen_order.iter().map(key).sum::<usize>()
+            + self
+                .firing
+                .iter()
+                .map(|(fp, f)| fp.capacity() + f.name.capacity() + 128)
+                .sum::<usize>()
+            + self
+                .deferred
+                .iter()
+                .map(|(fp, (_, a))| {
+                    fp.capacity() + a.fingerprint.capacity() + a.name.capacity() + 128
+                })
+                .sum::<usize>()
+    }
+
+    fn remember(&mut self, key: Key) {
         if self.seen.insert(key.clone()) {
             self.seen_order.push_back(key);
             if self.seen_order.len() > SEEN_CAPACITY
@@ -113,59 +231,103 @@ impl ServiceMemory {
         }
     }
 
+    /// Firing alerts not heard of for the TTL are forgotten as if resolved.
+    fn expire(&mut self, cfg: &PolicyConfig, now: Instant) {
+        let mut expired_at: Option<Instant> = None;
+        self.firing.retain(|_, f| {
+            let keep = now.saturating_duration_since(f.last_seen) <= cfg.firing_ttl;
+            if !keep {
+                let at = f.last_seen + cfg.firing_ttl;
+                expired_at = Some(expired_at.map_or(at, |t| t.max(at)));
+            }
+            keep
+        });
+        if let Some(at) = expired_at {
+            let firing = &self.firing;
+            self.deferred.retain(|fp, _| firing.contains_key(fp));
+            // Quiet since the moment it expired, not since this check noticed.
+            if self.firing.is_empty() && self.quiet_since.is_none() {
+                self.quiet_since = Some(at.min(now));
+            }
+        }
+    }
+
+    /// Update what fires from one alert.
+    fn observe(&mut self, a: &AlertFact, now: Instant) {
+        match a.status {
+            Status::Firing => {
+                if !self.firing.contains_key(&a.fingerprint) && self.firing.len() >= MAX_FIRING {
+                    self.forget_least_recent();
+                }
+                let entry = self
+                    .firing
+                    .entry(a.fingerprint.clone())
+                    .or_insert_with(|| Firing {
+                        name: a.name.clone(),
+                        starts_at: a.starts_at,
+                        last_seen: now,
+                    });
+                // An older episode's late re-send does not replace a newer one.
+                if a.starts_at >= entry.starts_at {
+                    entry.starts_at = a.starts_at;
+                    entry.name.clone_from(&a.name);
+                }
+                entry.last_seen = now;
+                self.quiet_since = None;
+            }
+            Status::Resolved => {
+                // A late resolve of an older episode does not end a newer one.
+                if self
+                    .firing
+                    .get(&a.fingerprint)
+                    .is_some_and(|f| f.starts_at <= a.starts_at)
+                {
+                    self.firing.remove(&a.fingerprint);
+                    self.deferred.remove(&a.fingerprint);
+                    if self.firing.is_empty() && self.quiet_since.is_none() {
+                        self.quiet_since = Some(now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn forget_least_recent(&mut self) {
+        let mut ages: Vec<(Instant, String)> = self
+            .firing
+            .iter()
+            .map(|(fp, f)| (f.last_seen, fp.clone()))
+            .collect();
+        ages.sort();
+        for (_, fp) in ages.into_iter().take(MAX_FIRING / 4) {
+            self.firing.remove(&fp);
+            self.deferred.remove(&fp);
+        }
+    }
+
     /// Decide on a notification's alerts for this service.
     pub fn plan(
         &mut self,
         service: &str,
-        alerts: &[&Alert],
+        alerts: &[AlertFact],
         current: u32,
         bounds: Bounds,
         cfg: &PolicyConfig,
         now: Instant,
     ) -> Plan {
+        self.expire(cfg, now);
+        let mut pass = Pass::new(current, self.last_scale_up);
         let mut resolved = false;
         for a in alerts {
+            self.observe(a, now);
             match a.status {
-                Status::Firing => {
-                    self.firing.insert(
-                        a.fingerprint.clone(),
-                        FiringAlert {
-                            name: a.name().to_owned(),
-                            starts_at: a.starts_at.clone(),
-                        },
-                    );
-                }
-                Status::Resolved => {
-                    self.firing.remove(&a.fingerprint);
-                    resolved = true;
-                }
+                Status::Firing => self.decide(a, &mut pass, bounds, cfg, now),
+                Status::Resolved => resolved = true,
             }
         }
-        if !self.firing.is_empty() {
-            self.quiet_since = None;
-        } else if resolved && self.quiet_since.is_none() {
-            self.quiet_since = Some(now);
-        }
-
-        let mut new: Vec<&Alert> = vec![];
-        for a in alerts.iter().filter(|a| a.status == Status::Firing) {
-            if !self.seen.contains(&a.key()) && !new.iter().any(|n| n.key() == a.key()) {
-                new.push(a);
-            }
-        }
-        let none = |reason: String, seen_keys: Vec<String>| Plan {
-            decision: Decision {
-                service: service.to_owned(),
-                from: current,
-                to: current,
-                action: Action::None,
-                reason,
-            },
-            seen_keys,
-        };
-        if new.is_empty() {
-            let reason = if !self.firing.is_empty() {
-                "duplicate notification: these alerts were already acted on".to_owned()
+        let reason = pass.reason().unwrap_or_else(|| {
+            if !self.firing.is_empty() {
+                "no new firing alert".to_owned()
             } else if resolved && cfg.scale_down {
                 format!(
                     "resolved: scale down by {} after {} without a firing alert",
@@ -176,92 +338,107 @@ impl ServiceMemory {
                 "resolved: scale-down is disabled".to_owned()
             } else {
                 "no firing alert".to_owned()
-            };
-            return none(reason, vec![]);
+            }
+        });
+        pass.into_plan(service, current, reason)
+    }
+
+    /// One firing alert, in the state the alerts before it left.
+    fn decide(
+        &mut self,
+        a: &AlertFact,
+        pass: &mut Pass,
+        bounds: Bounds,
+        cfg: &PolicyConfig,
+        now: Instant,
+    ) {
+        pass.firing += 1;
+        let key = a.key();
+        if self.seen.contains(&key) || pass.seen_set.contains(&key) {
+            pass.duplicates += 1;
+            pass.first_reason(|| {
+                "duplicate notification: these alerts were already acted on".to_owned()
+            });
+            return;
         }
-        let keys: Vec<String> = new.iter().map(|a| a.key()).collect();
-        let names = {
-            let mut n: Vec<&str> = new.iter().map(|a| a.name()).collect();
-            n.dedup();
-            n.join(", ")
-        };
-        if current >= bounds.max {
-            return none(
-                format!("{names} firing but already at max {}", bounds.max),
-                keys,
-            );
+        let name = &a.name;
+        if pass.replicas >= bounds.max {
+            pass.at_max += 1;
+            pass.first_reason(|| format!("{name} firing but already at max {}", bounds.max));
+            pass.remember(key);
+            return;
         }
-        if let Some(t) = self.last_scale_up {
+        if let Some(t) = pass.last_up {
             let since = now.saturating_duration_since(t);
             if since < cfg.cooldown {
-                // Not remembered: the tick at the cooldown's end, or a repeat after it, acts.
-                for a in &new {
-                    self.deferred.insert(a.fingerprint.clone(), (*a).clone());
+                // Not remembered: the tick at the cooldown's end, or a re-send after it, acts.
+                if self.deferred.contains_key(&a.fingerprint) || self.deferred.len() < MAX_DEFERRED
+                {
+                    self.deferred_seq += 1;
+                    self.deferred
+                        .insert(a.fingerprint.clone(), (self.deferred_seq, a.clone()));
                 }
+                pass.held += 1;
                 let left = (cfg.cooldown - since).as_secs_f64();
-                return none(
-                    format!("{names} firing but in cooldown ({left:.1} s left)"),
-                    vec![],
-                );
+                pass.first_reason(|| format!("{name} firing but in cooldown ({left:.1} s left)"));
+                return;
             }
         }
-        let (wanted, why) = match (
-            cfg.kind,
-            new.iter().filter_map(|a| a.value()).reduce(f64::max),
-        ) {
+        let current = pass.replicas;
+        let (wanted, why) = match (cfg.kind, a.value) {
             (PolicyKind::Step, _) => (
-                current + bounds.step,
-                format!("{names} firing: +{}", bounds.step),
+                current.saturating_add(bounds.step),
+                format!("{name} firing: +{}", bounds.step),
             ),
             (PolicyKind::Proportional, None) => (
-                current + bounds.step,
+                current.saturating_add(bounds.step),
                 format!(
-                    "{names} firing without a usable `value` annotation: +{}",
+                    "{name} firing without a `value` annotation: +{}",
                     bounds.step
                 ),
             ),
             (PolicyKind::Proportional, Some(value)) => {
                 let per_replica = value / current.max(1) as f64;
-                let ratio = per_replica / cfg.target;
-                if (ratio - 1.0).abs() <= cfg.tolerance {
-                    return none(
+                if (per_replica / cfg.target - 1.0).abs() <= cfg.tolerance {
+                    pass.no_more += 1;
+                    pass.first_reason(|| {
                         format!(
-                            "{names} firing: {per_replica:.1} per replica is within {:.0} % of the target {}",
+                            "{name} firing: {} per replica is within {:.0} % of the target {}",
+                            number(per_replica),
                             cfg.tolerance * 100.0,
-                            cfg.target
-                        ),
-                        keys,
-                    );
+                            number(cfg.target)
+                        )
+                    });
+                    pass.remember(key);
+                    return;
                 }
+                // `as` saturates: a huge value asks for u32::MAX, then the max bound applies.
                 let desired = (value / cfg.target).ceil() as u32;
                 (
                     desired,
                     format!(
-                        "{names} firing: value {value} / target {} per replica = {desired} replicas",
-                        cfg.target
+                        "{name} firing: value {} / target {} per replica = {desired} replicas",
+                        number(value),
+                        number(cfg.target)
                     ),
                 )
             }
         };
         let to = wanted.clamp(bounds.min, bounds.max);
+        pass.remember(key);
         if to <= current {
-            return none(format!("{why}: no more than the current {current}"), keys);
+            pass.no_more += 1;
+            pass.first_reason(|| format!("{why}: no more than the current {current}"));
+            return;
         }
         let capped = if to < wanted {
             format!(" (capped at max {})", bounds.max)
         } else {
             String::new()
         };
-        Plan {
-            decision: Decision {
-                service: service.to_owned(),
-                from: current,
-                to,
-                action: Action::ScaleUp,
-                reason: format!("{why}{capped}"),
-            },
-            seen_keys: keys,
-        }
+        pass.replicas = to;
+        pass.last_up = Some(now);
+        pass.scaled = Some(format!("{why}{capped}"));
     }
 
     /// Remember a plan once the orchestrator carried it out (or it needed no action).
@@ -277,7 +454,7 @@ impl ServiceMemory {
     }
 
     /// Once the cooldown is over: the alerts it held back that still fire (same episode) and
-    /// have not been acted on, decided as if they had just been notified.
+    /// have not been acted on, decided in their arrival order as if just notified.
     fn deferred_plan(
         &mut self,
         service: &str,
@@ -293,26 +470,32 @@ impl ServiceMemory {
         {
             return None;
         }
-        let deferred = std::mem::take(&mut self.deferred);
-        let still: Vec<&Alert> = deferred
-            .values()
-            .filter(|a| {
+        let mut held: Vec<(u64, AlertFact)> = std::mem::take(&mut self.deferred)
+            .into_values()
+            .filter(|(_, a)| {
                 self.firing
                     .get(&a.fingerprint)
                     .is_some_and(|f| f.starts_at == a.starts_at)
                     && !self.seen.contains(&a.key())
             })
             .collect();
-        if still.is_empty() {
+        if held.is_empty() {
             return None;
         }
-        let mut plan = self.plan(service, &still, current, bounds, cfg, now);
+        held.sort_by_key(|(seq, _)| *seq);
+        let mut pass = Pass::new(current, self.last_scale_up);
+        for (_, a) in &held {
+            self.decide(a, &mut pass, bounds, cfg, now);
+        }
+        let reason = pass.reason().unwrap_or_default();
+        let mut plan = pass.into_plan(service, current, reason);
         plan.decision.reason = format!("after the cooldown, still {}", plan.decision.reason);
         Some(plan)
     }
 
-    /// The periodic check: step down once nothing has fired for the scale-down delay.
-    /// After each step the delay starts again, so a service steps down gradually.
+    /// The periodic check: alerts the cooldown held back, and a step down once nothing has
+    /// fired for the scale-down delay (after each step the delay starts again, so a service
+    /// steps down gradually).
     pub fn tick(
         &mut self,
         service: &str,
@@ -321,6 +504,7 @@ impl ServiceMemory {
         cfg: &PolicyConfig,
         now: Instant,
     ) -> Option<Plan> {
+        self.expire(cfg, now);
         if let Some(plan) = self.deferred_plan(service, current, bounds, cfg, now) {
             return Some(plan);
         }
@@ -353,234 +537,77 @@ impl ServiceMemory {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scaler::alert::{Notification, sample};
-
-    fn cfg(kind: PolicyKind) -> PolicyConfig {
-        PolicyConfig {
-            kind,
-            target: 20.0,
-            tolerance: 0.1,
-            cooldown: Duration::from_secs(15),
-            scale_down_delay: Duration::from_secs(60),
-            scale_down: true,
+impl Pass {
+    fn new(replicas: u32, last_up: Option<Instant>) -> Pass {
+        Pass {
+            replicas,
+            last_up,
+            seen: vec![],
+            seen_set: HashSet::new(),
+            scaled: None,
+            first: None,
+            duplicates: 0,
+            held: 0,
+            at_max: 0,
+            no_more: 0,
+            firing: 0,
         }
     }
 
-    const BOUNDS: Bounds = Bounds {
-        min: 1,
-        max: 4,
-        step: 1,
-    };
-
-    enum Ev {
-        /// (status, fingerprint, startsAt, value annotation)
-        Notify(Vec<(&'static str, &'static str, &'static str, &'static str)>),
-        Tick,
-    }
-
-    /// Runs a scenario: each row is (seconds, event, expected action, expected replicas after).
-    fn run(cfg: PolicyConfig, start: u32, rows: Vec<(u64, Ev, Action, u32)>) {
-        let t0 = Instant::now();
-        let mut mem = ServiceMemory::default();
-        let mut replicas = start;
-        for (i, (at, ev, action, after)) in rows.into_iter().enumerate() {
-            let now = t0 + Duration::from_secs(at);
-            let plan = match ev {
-                Ev::Notify(alerts) => {
-                    let alerts: Vec<_> = alerts
-                        .into_iter()
-                        .map(|(s, fp, st, v)| {
-                            let mut a = sample::alert(s, fp, st, "web");
-                            a["annotations"]["value"] = v.into();
-                            a
-                        })
-                        .collect();
-                    let n: Notification =
-                        serde_json::from_value(sample::notification("firing", alerts)).unwrap();
-                    let refs: Vec<&Alert> = n.alerts.iter().collect();
-                    Some(mem.plan("web", &refs, replicas, BOUNDS, &cfg, now))
-                }
-                Ev::Tick => mem.tick("web", replicas, BOUNDS, &cfg, now),
-            };
-            let got = plan
-                .as_ref()
-                .map(|p| p.decision.action)
-                .unwrap_or(Action::None);
-            assert_eq!(got, action, "row {i}: {plan:?}");
-            if let Some(plan) = plan {
-                assert_eq!(plan.decision.from, replicas, "row {i}");
-                mem.commit(&plan, now);
-                replicas = plan.decision.to;
-            }
-            assert_eq!(replicas, after, "row {i}");
+    fn remember(&mut self, key: Key) {
+        if self.seen_set.insert(key.clone()) {
+            self.seen.push(key);
         }
     }
 
-    const T1: &str = "2026-11-22T10:00:00Z";
-    const T2: &str = "2026-11-22T10:05:00Z";
-
-    #[test]
-    fn duplicates_and_retries_scale_once() {
-        use Action::*;
-        run(
-            cfg(PolicyKind::Step),
-            1,
-            vec![
-                (0, Ev::Notify(vec![("firing", "a", T1, "30")]), ScaleUp, 2),
-                // Alertmanager retry and repeat_interval re-sends: same fingerprint + startsAt.
-                (1, Ev::Notify(vec![("firing", "a", T1, "30")]), None, 2),
-                (40, Ev::Notify(vec![("firing", "a", T1, "30")]), None, 2),
-                // The same alert twice in one payload counts once; a second alert adds one step.
-                (
-                    60,
-                    Ev::Notify(vec![("firing", "b", T1, "50"), ("firing", "b", T1, "50")]),
-                    ScaleUp,
-                    3,
-                ),
-            ],
-        );
+    fn first_reason(&mut self, reason: impl FnOnce() -> String) {
+        if self.first.is_none() {
+            self.first = Some(reason());
+        }
     }
 
-    #[test]
-    fn resolved_never_scales_up_and_new_episode_does() {
-        use Action::*;
-        run(
-            cfg(PolicyKind::Step),
-            1,
-            vec![
-                (0, Ev::Notify(vec![("firing", "a", T1, "30")]), ScaleUp, 2),
-                (20, Ev::Notify(vec![("resolved", "a", T1, "30")]), None, 2),
-                // The same alert fires again later: a new startsAt is a new episode.
-                (30, Ev::Notify(vec![("firing", "a", T2, "30")]), ScaleUp, 3),
-            ],
-        );
+    /// The scale-up's reason (else the first alert's), with a count of the others: bounded
+    /// whatever the number of alerts.
+    fn reason(&self) -> Option<String> {
+        let main = self.scaled.clone().or_else(|| self.first.clone())?;
+        if self.firing <= 1 {
+            return Some(main);
+        }
+        let parts: Vec<String> = [
+            (self.duplicates, "already acted on"),
+            (self.held, "held back by the cooldown"),
+            (self.at_max, "at max"),
+            (self.no_more, "needing no more replicas"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        Some(format!(
+            "{main} ({} firing alerts: {})",
+            self.firing,
+            parts.join(", ")
+        ))
     }
 
-    #[test]
-    fn cooldown_blocks_then_a_repeat_acts() {
-        use Action::*;
-        run(
-            cfg(PolicyKind::Step),
-            1,
-            vec![
-                (0, Ev::Notify(vec![("firing", "a", T1, "30")]), ScaleUp, 2),
-                (5, Ev::Notify(vec![("firing", "b", T1, "45")]), None, 2),
-                // Not remembered during cooldown, so its repeat after the cooldown scales.
-                (16, Ev::Notify(vec![("firing", "b", T1, "45")]), ScaleUp, 3),
-            ],
-        );
-    }
-
-    #[test]
-    fn an_alert_held_by_the_cooldown_acts_when_it_ends_if_still_firing() {
-        use Action::*;
-        run(
-            cfg(PolicyKind::Step),
-            1,
-            vec![
-                (0, Ev::Notify(vec![("firing", "a", T1, "30")]), ScaleUp, 2),
-                (5, Ev::Notify(vec![("firing", "b", T1, "45")]), None, 2),
-                (14, Ev::Tick, None, 2),
-                // The cooldown is over and b still fires: one step, once.
-                (15, Ev::Tick, ScaleUp, 3),
-                (16, Ev::Tick, None, 3),
-                // Its repeat is now a duplicate.
-                (40, Ev::Notify(vec![("firing", "b", T1, "45")]), None, 3),
-                // Held back, then resolved before the cooldown ends: nothing.
-                (50, Ev::Notify(vec![("firing", "c", T1, "45")]), ScaleUp, 4),
-                (52, Ev::Notify(vec![("firing", "d", T1, "45")]), None, 4),
-                (53, Ev::Notify(vec![("resolved", "d", T1, "45")]), None, 4),
-                (70, Ev::Tick, None, 4),
-            ],
-        );
-    }
-
-    #[test]
-    fn bounds_hold() {
-        use Action::*;
-        let mut c = cfg(PolicyKind::Step);
-        c.cooldown = Duration::ZERO;
-        run(
-            c,
-            3,
-            vec![
-                (0, Ev::Notify(vec![("firing", "a", T1, "1")]), ScaleUp, 4),
-                (1, Ev::Notify(vec![("firing", "b", T1, "1")]), None, 4),
-                (
-                    2,
-                    Ev::Notify(vec![("resolved", "a", T1, "1"), ("resolved", "b", T1, "1")]),
-                    None,
-                    4,
-                ),
-                (62, Ev::Tick, ScaleDown, 3),
-                (122, Ev::Tick, ScaleDown, 2),
-                (182, Ev::Tick, ScaleDown, 1),
-                (500, Ev::Tick, None, 1),
-            ],
-        );
-    }
-
-    #[test]
-    fn proportional_follows_hpa() {
-        use Action::*;
-        let mut c = cfg(PolicyKind::Proportional);
-        c.cooldown = Duration::ZERO;
-        run(
-            c,
-            1,
-            vec![
-                // 21 per replica vs 20: within 10 % tolerance.
-                (0, Ev::Notify(vec![("firing", "a", T1, "21")]), None, 1),
-                // 70 in total at 1 replica: ceil(70 / 20) = 4 (= max).
-                (1, Ev::Notify(vec![("firing", "b", T1, "70")]), ScaleUp, 4),
-            ],
-        );
-        let mut c = cfg(PolicyKind::Proportional);
-        c.cooldown = Duration::ZERO;
-        run(
-            c,
-            1,
-            vec![
-                // 45 at 1 replica -> 3; then 45 at 3 replicas (15 each) wants 3: no change.
-                (0, Ev::Notify(vec![("firing", "a", T1, "45")]), ScaleUp, 3),
-                (1, Ev::Notify(vec![("firing", "b", T1, "45")]), None, 3),
-                // No usable value: one step.
-                (2, Ev::Notify(vec![("firing", "c", T1, "n/a")]), ScaleUp, 4),
-            ],
-        );
-    }
-
-    #[test]
-    fn scale_down_waits_for_quiet_and_a_new_alert_cancels_it() {
-        use Action::*;
-        run(
-            cfg(PolicyKind::Step),
-            1,
-            vec![
-                (0, Ev::Notify(vec![("firing", "a", T1, "30")]), ScaleUp, 2),
-                (10, Ev::Notify(vec![("resolved", "a", T1, "30")]), None, 2),
-                (69, Ev::Tick, None, 2),
-                (71, Ev::Tick, ScaleDown, 1),
-                (72, Ev::Notify(vec![("firing", "a", T2, "30")]), ScaleUp, 2),
-                (80, Ev::Notify(vec![("resolved", "a", T2, "30")]), None, 2),
-                // Fires again before the delay ran out: no scale-down while firing.
-                (100, Ev::Notify(vec![("firing", "c", T2, "30")]), ScaleUp, 3),
-                (200, Ev::Tick, None, 3),
-            ],
-        );
-        let mut c = cfg(PolicyKind::Step);
-        c.scale_down = false;
-        run(
-            c,
-            1,
-            vec![
-                (0, Ev::Notify(vec![("firing", "a", T1, "30")]), ScaleUp, 2),
-                (10, Ev::Notify(vec![("resolved", "a", T1, "30")]), None, 2),
-                (1000, Ev::Tick, None, 2),
-            ],
-        );
+    fn into_plan(self, service: &str, current: u32, reason: String) -> Plan {
+        Plan {
+            decision: Decision {
+                service: service.to_owned(),
+                from: current,
+                to: self.replicas,
+                action: if self.replicas > current {
+                    Action::ScaleUp
+                } else {
+                    Action::None
+                },
+                reason,
+            },
+            seen_keys: self.seen,
+        }
     }
 }
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;

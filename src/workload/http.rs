@@ -18,7 +18,12 @@ use super::store::TestDocument;
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/test-threadpool", get(test_threadpool))
+        // HEAD must be safe: it would otherwise run the GET handler (block, insert a row).
+        .route(
+            "/test-threadpool",
+            get(test_threadpool)
+                .head(|| async { (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET")]) }),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .layer(middleware::from_fn_with_state(app.clone(), track))
@@ -57,6 +62,10 @@ async fn test_threadpool(State(app): State<Arc<App>>) -> Result<Json<serde_json:
         let _ = done.send(waited);
     });
     let waited = wait.await.map_err(|_| ApiError::PoolGone)?;
+    // Refuse rather than write into a file nobody can read again.
+    app.store
+        .check()
+        .map_err(|e| ApiError::Store(e.to_string()))?;
     let doc = TestDocument {
         timestamp: chrono::Utc::now(),
         note: format!("Blocked a pool thread for {} ms", block.as_millis()),
@@ -87,10 +96,20 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     )
 }
 
-async fn healthz(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+/// 503 when the store cannot take documents (its file deleted or replaced), else 200.
+async fn healthz(State(app): State<Arc<App>>) -> Response {
     let snap = app.pool.snapshot();
-    Json(json!({
-        "status": "ok",
+    let (status, code, error) = match app.store.check() {
+        Ok(()) => ("ok", StatusCode::OK, None),
+        Err(e) => (
+            "unhealthy",
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(e.to_string()),
+        ),
+    };
+    let body = Json(json!({
+        "status": status,
+        "error": error,
         "instance": app.instance,
         "store": app.store.describe(),
         "pool": {
@@ -100,7 +119,8 @@ async fn healthz(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
             "threads": snap.counts.existing,
             "queue_length": snap.queue_length,
         },
-    }))
+    }));
+    (code, body).into_response()
 }
 
 /// Counts every request by route and status and times it; tracks in-flight requests for the

@@ -24,6 +24,7 @@ use pool::{CpuSource, PoolConfig, ThreadPool};
 use process::CpuMeter;
 use store::Store;
 
+use crate::util::http_server::ServerLimits;
 use crate::util::{parse_duration, shutdown_signal};
 
 #[derive(Debug, Clone, Parser)]
@@ -123,10 +124,17 @@ pub struct Opts {
     )]
     pub io_model: IoModel,
 
-    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish. Requests it cuts
+    /// make the exit status 1.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    #[command(flatten)]
+    pub limits: ServerLimits,
 }
+
+/// The longest `--block-ms`: ten minutes (the paper's is 2000).
+pub const MAX_BLOCK_MS: u64 = 600_000;
 
 /// How requests reach the pool (`--io-model`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -171,6 +179,12 @@ impl Opts {
                 "{flag} must be greater than zero (e.g. 500ms)"
             );
         }
+        anyhow::ensure!(
+            self.block_ms <= MAX_BLOCK_MS,
+            "--block-ms must be at most {MAX_BLOCK_MS} (ten minutes; got {}); the paper's is 2000",
+            self.block_ms
+        );
+        self.limits.check()?;
         anyhow::ensure!(
             self.cpu_high_percent > 0.0 && self.cpu_high_percent <= 100.0,
             "--cpu-high-percent must be in (0, 100] (got {})",
@@ -291,7 +305,7 @@ pub struct Server {
     app: Arc<App>,
     stop_serving: CancellationToken,
     stop_pushing: CancellationToken,
-    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    serving: tokio::task::JoinHandle<()>,
     pushing: Option<tokio::task::JoinHandle<()>>,
     drain_timeout: Duration,
 }
@@ -345,9 +359,13 @@ impl Server {
 
         let stop_serving = CancellationToken::new();
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let serve = axum::serve(listener, http::router(app.clone()))
-            .with_graceful_shutdown(stop_serving.clone().cancelled_owned());
-        let serving = tokio::spawn(async move { serve.await });
+        let serving = tokio::spawn(crate::util::http_server::serve(
+            listener,
+            http::router(app.clone()),
+            opts.limits.clone(),
+            "serve",
+            stop_serving.clone(),
+        ));
 
         let stop_pushing = CancellationToken::new();
         let pushing = pushgateway.map(|gateway| {
@@ -380,17 +398,18 @@ impl Server {
     }
 
     /// Stop accepting, let in-flight requests finish within the drain timeout, then stop the
-    /// pusher (which deletes its Pushgateway group).
+    /// pusher (which deletes its Pushgateway group). Requests the timeout cut are an error.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.stop_serving.cancel();
         let mut serving = self.serving;
+        let mut cut = 0;
         match tokio::time::timeout(self.drain_timeout, &mut serving).await {
-            Ok(result) => result.context("the HTTP server task failed")??,
+            Ok(result) => result.context("the HTTP server task failed")?,
             Err(_) => {
+                cut = self.app.in_flight();
                 tracing::warn!(
-                    "drain timeout ({:?}) reached with {} requests in flight; dropping them",
+                    "drain timeout ({:?}) reached with {cut} requests in flight; dropping them",
                     self.drain_timeout,
-                    self.app.in_flight()
                 );
                 serving.abort();
             }
@@ -399,6 +418,12 @@ impl Server {
         if let Some(pushing) = self.pushing {
             let _ = tokio::time::timeout(Duration::from_secs(10), pushing).await;
         }
+        anyhow::ensure!(
+            cut == 0,
+            "the drain timeout ({}) cut {cut} requests in flight; raise --drain-timeout to let \
+             them finish",
+            humantime::format_duration(self.drain_timeout)
+        );
         Ok(())
     }
 }

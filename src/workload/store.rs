@@ -24,6 +24,10 @@ pub enum StoreError {
     Task(String),
     #[error("{0}")]
     Config(String),
+    #[error(
+        "the data file {0} was deleted or replaced since the service opened it; documents would be lost: restore the --data-dir and restart the service"
+    )]
+    Gone(PathBuf),
 }
 
 /// One insert per request; implementations must be safe to share between requests.
@@ -31,12 +35,26 @@ pub trait Store: Send + Sync + 'static {
     fn insert(&self, doc: TestDocument) -> BoxFuture<'_, Result<(), StoreError>>;
     /// For logs and `/healthz`.
     fn describe(&self) -> String;
+    /// Whether documents written now would be kept: cheap, called per request and by
+    /// `/healthz`.
+    fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// SQLite in WAL mode with a busy timeout, so several replica processes can write one file.
 pub struct SqliteStore {
     path: PathBuf,
+    /// (device, inode) of the file opened: a different one at `path` (or none) means the
+    /// directory was deleted or the file replaced, and rows would go to an unlinked file.
+    identity: (u64, u64),
     conn: Arc<Mutex<rusqlite::Connection>>,
+}
+
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 impl SqliteStore {
@@ -82,8 +100,12 @@ impl SqliteStore {
                 path.display()
             ))
         })?;
+        let identity = identity(&path).map_err(|e| {
+            StoreError::Config(format!("--data-dir: cannot stat {}: {e}", path.display()))
+        })?;
         Ok(SqliteStore {
             path,
+            identity,
             conn: Arc::new(Mutex::new(conn)),
         })
     }
@@ -115,6 +137,13 @@ impl Store for SqliteStore {
 
     fn describe(&self) -> String {
         format!("sqlite {}", self.path.display())
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        match identity(&self.path) {
+            Ok(id) if id == self.identity => Ok(()),
+            _ => Err(StoreError::Gone(self.path.clone())),
+        }
     }
 }
 
@@ -209,6 +238,20 @@ mod tests {
         }
         assert_eq!(a.count().unwrap(), 100);
         assert_eq!(b.count().unwrap(), 100);
+    }
+
+    #[test]
+    fn a_deleted_or_replaced_data_file_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.check().unwrap();
+        let file = dir.path().join(SqliteStore::FILE_NAME);
+        std::fs::rename(&file, dir.path().join("moved")).unwrap();
+        std::fs::write(&file, b"").unwrap();
+        let err = store.check().unwrap_err().to_string();
+        assert!(err.contains("deleted or replaced"), "{err}");
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        assert!(store.check().is_err());
     }
 
     #[test]

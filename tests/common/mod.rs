@@ -310,7 +310,11 @@ pub async fn start_scaler(
     all.extend_from_slice(args);
     let opts = starvation::scaler::Opts::try_parse_from(all).unwrap();
     let cfg = opts.controller_config().unwrap();
-    starvation::scaler::Server::start(opts.listen, token.map(str::to_owned), orchestrator, cfg)
+    let access = starvation::scaler::http::Access {
+        token: token.map(str::to_owned),
+        protect_reads: opts.access().unwrap().protect_reads,
+    };
+    starvation::scaler::Server::start(opts.listen, access, opts.limits.clone(), orchestrator, cfg)
         .await
         .unwrap()
 }

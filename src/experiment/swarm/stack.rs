@@ -158,6 +158,9 @@ pub(super) fn stack_for_run(
                 format!("--max={}", p.max_replicas),
                 format!("--cooldown={}s", p.cooldown_s),
                 "--no-scale-down".into(),
+                // The run reads the decisions from /events; the secret may predate the run,
+                // so its token is not known here.
+                "--public-reads".into(),
             ] {
                 cmd.push(a.into());
             }
@@ -307,7 +310,13 @@ mod tests {
         assert_eq!(web["deploy"]["labels"]["starvation.max"], "5");
         assert_eq!(web["deploy"]["endpoint_mode"], "dnsrr");
         let alertapi = scaled["services"]["alertapi"]["command"].to_string();
-        for flag in ["--cooldown=10s", "--no-scale-down", "--max=5", "--min=1"] {
+        for flag in [
+            "--cooldown=10s",
+            "--no-scale-down",
+            "--max=5",
+            "--min=1",
+            "--public-reads",
+        ] {
             assert!(alertapi.contains(flag), "{alertapi}");
         }
         assert!(scaled["services"].get("grafana").is_none());

@@ -126,3 +126,5 @@ mod tests {
         );
     }
 }
+
+pub mod http_server;
