@@ -10,6 +10,7 @@ pub mod prometheus;
 pub mod receiver;
 pub mod remote;
 pub mod rules;
+pub mod text_format;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::BTreeMap;

@@ -57,71 +57,6 @@ fn grouping(job: &str, rest: &str) -> Result<Labels, String> {
     Ok(labels)
 }
 
-/// Parse the Prometheus text format (gauges, counters, untyped; `# EOF` and comments ignored).
-pub fn parse_text(body: &str, group: &Labels) -> Result<Vec<Sample>, String> {
-    let mut out = Vec::new();
-    for line in body.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (name, labels_part, rest) = match line.find('{') {
-            Some(i) => {
-                let close = line[i..]
-                    .find('}')
-                    .map(|j| i + j)
-                    .ok_or_else(|| format!("unclosed `{{` in {line:?}"))?;
-                (&line[..i], &line[i + 1..close], &line[close + 1..])
-            }
-            None => {
-                let i = line
-                    .find(char::is_whitespace)
-                    .ok_or_else(|| format!("no value in {line:?}"))?;
-                (&line[..i], "", &line[i..])
-            }
-        };
-        let value_str = rest
-            .split_whitespace()
-            .next()
-            .ok_or_else(|| format!("no value in {line:?}"))?;
-        let value = crate::results::promjson::parse_prom_float(value_str)
-            .ok_or_else(|| format!("bad value in {line:?}"))?;
-        let mut labels = Labels::new();
-        for pair in split_labels(labels_part) {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("bad label in {line:?}"))?;
-            let v = v.trim().trim_matches('"').replace("\\\"", "\"");
-            labels.insert(k.trim().to_string(), v);
-        }
-        labels.insert("__name__".into(), name.trim().to_string());
-        for (k, v) in group {
-            labels.insert(k.clone(), v.clone());
-        }
-        out.push(Sample { labels, value });
-    }
-    Ok(out)
-}
-
-fn split_labels(s: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, c) in s.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                parts.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&s[start..]);
-    parts.into_iter().filter(|p| !p.trim().is_empty()).collect()
-}
-
 async fn push(
     State(groups): State<Shared>,
     Path((job, rest)): Path<(String, String)>,
@@ -132,7 +67,7 @@ async fn push(
         Err(e) => return (StatusCode::BAD_REQUEST, e),
     };
     let text = String::from_utf8_lossy(&body);
-    match parse_text(&text, &group) {
+    match super::text_format::parse(&text, &group) {
         Ok(samples) => {
             let mut g = groups.lock().unwrap_or_else(|e| e.into_inner());
             g.groups.insert(group, (Instant::now(), samples));
@@ -174,7 +109,7 @@ mod tests {
         let group = grouping("webserver", "instance/web-1/service/web").unwrap();
         let body = "# HELP x y\n# TYPE system_runtime_threadpool_queue_length gauge\n\
                     system_runtime_threadpool_queue_length 7\nbusy_worker_threads{a=\"b,c\"} 2.5\n# EOF\n";
-        let s = parse_text(body, &group).unwrap();
+        let s = super::super::text_format::parse(body, &group).unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].value, 7.0);
         assert_eq!(s[0].labels["instance"], "web-1");

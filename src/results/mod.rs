@@ -14,11 +14,11 @@ use std::path::PathBuf;
 /// Everything that can go wrong in `export` and `aggregate`.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
-    #[error("{path}: {source}")]
+    /// The cause is in the message, not also a `source` (a chain would print it twice).
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: not a Prometheus query_range response: {message}")]
     BadJson { path: PathBuf, message: String },
@@ -37,16 +37,16 @@ impl From<crate::util::WriteError> for ResultsError {
     fn from(e: crate::util::WriteError) -> Self {
         ResultsError::Io {
             path: e.path,
-            source: e.source,
+            error: e.error,
         }
     }
 }
 
 impl ResultsError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         ResultsError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

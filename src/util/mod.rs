@@ -26,13 +26,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 15s, 1m)"))
 }
 
-/// A file write that failed, naming the file.
+/// A file write that failed, naming the file. The cause is in the message, not also a
+/// `source` (an error chain would print it twice).
 #[derive(Debug, thiserror::Error)]
-#[error("writing {}: {source}", path.display())]
+#[error("writing {}: {error}", path.display())]
 pub struct WriteError {
     pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 /// A temporary file beside `path` (same folder, so the final rename is atomic) that keeps its
@@ -55,18 +55,18 @@ pub fn temp_beside(path: &Path) -> Result<tempfile::TempPath, WriteError> {
         .permissions(mode)
         .tempfile_in(dir)
         .map(|f| f.into_temp_path())
-        .map_err(|source| WriteError {
+        .map_err(|error| WriteError {
             path: path.to_path_buf(),
-            source,
+            error,
         })
 }
 
 /// Write `bytes` to `path` atomically (temporary file beside it, fsync, rename): a crash or an
 /// error never leaves a half-written file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let err = |source| WriteError {
+    let err = |error| WriteError {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let tmp = temp_beside(path)?;
     let mut f = std::fs::OpenOptions::new()

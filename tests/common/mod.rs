@@ -120,15 +120,20 @@ pub fn starvation_bin() -> &'static str {
 
 /// Starts `starvation serve ARGS` and waits for its "listening on" line.
 pub fn spawn_serve(args: &[&str]) -> (Proc, SocketAddr) {
-    let mut child = Command::new(starvation_bin())
-        .arg("serve")
-        .args(args)
+    let mut cmd = Command::new(starvation_bin());
+    cmd.arg("serve").args(args);
+    spawn_listening(cmd, "starvation serve")
+}
+
+/// Starts `cmd` (a `starvation` subcommand) and waits for its "listening on" line.
+pub fn spawn_listening(mut cmd: Command, name: &str) -> (Proc, SocketAddr) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("starting starvation serve");
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
     let stdout = child.stdout.take().unwrap();
-    let proc = Proc::new(child, "starvation serve");
+    let proc = Proc::new(child, name);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -139,8 +144,19 @@ pub fn spawn_serve(args: &[&str]) -> (Proc, SocketAddr) {
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
-        .expect("starvation serve did not report its address within 20 s");
+        .unwrap_or_else(|_| panic!("{name} did not report its address within 20 s"));
     (proc, addr)
+}
+
+/// Resident memory of process `pid`, in bytes (`VmRSS` of /proc/PID/status).
+pub fn rss_bytes(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
 }
 
 /// Starts the Debian Pushgateway on a free loopback port.
