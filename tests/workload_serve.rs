@@ -226,6 +226,9 @@ fn bad_flags_fail_at_start_naming_the_flag() {
         (vec!["--data-dir", file.to_str().unwrap()], "--data-dir"),
         (vec!["--mongodb-uri", "http://nope"], "--mongodb-uri"),
         (vec!["--pushgateway", "::"], "--pushgateway"),
+        // Every request would hang for ever.
+        (vec!["--block-ms", "18446744073709551615"], "--block-ms"),
+        (vec!["--max-connections", "0"], "--max-connections"),
     ] {
         let out = std::process::Command::new(common::starvation_bin())
             .args(["serve", "--listen", "127.0.0.1:0"])
