@@ -210,3 +210,26 @@ async fn aggregate_then_figures_on_the_paper_pair() {
     let lines = svg.matches("stroke=\"#800080\"").count();
     assert_eq!(lines, 2 * 6 + 1, "event lines");
 }
+
+/// An I/O error names its file and its cause once (it used to print "Is a directory (os
+/// error 21)" twice: in the message and again as the error's source).
+#[test]
+fn an_io_error_names_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("runs/r1/run.json")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_starvation"))
+        .args(["aggregate", "--runs"])
+        .arg(dir.path().join("runs"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("run.json: Is a directory"), "{stderr}");
+    assert_eq!(stderr.matches("Is a directory").count(), 1, "{stderr}");
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing written on an error"
+    );
+}

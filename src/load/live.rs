@@ -349,13 +349,6 @@ impl Live {
         }
     }
 
-    /// Exact p-quantile of the service time so far, in seconds (HDR, 3 significant digits).
-    pub fn service_quantile(&self, q: f64) -> f64 {
-        self.merged()
-            .service
-            .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1e6)
-    }
-
     /// Try to start an iteration scheduled at `offset` (only the scheduler calls this). Returns
     /// false when it was dropped; then the pool grows by one VU if it may.
     pub(crate) fn try_start(&self, offset: Duration) -> bool {
