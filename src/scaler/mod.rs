@@ -108,6 +108,12 @@ pub struct Opts {
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub firing_ttl: Duration,
 
+    /// An alert that fires again within this long after its resolve continues its episode:
+    /// a rule without `for` flapping around its threshold scales once, not once per flap.
+    /// 0s makes every re-fire a new episode.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub flap_window: Duration,
+
     /// File holding the bearer token Alertmanager must send (e.g. a Docker secret).
     #[arg(long, env = "STARVATION_ALERTAPI_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -259,6 +265,7 @@ impl Opts {
                 scale_down_delay: self.scale_down_delay,
                 scale_down: !self.no_scale_down,
                 firing_ttl: self.firing_ttl,
+                flap_window: self.flap_window,
             },
             bounds: Bounds {
                 min: self.min,

@@ -35,6 +35,9 @@ pub struct PolicyConfig {
     /// A firing alert neither re-sent nor resolved for this long is forgotten, as if resolved
     /// (a lost resolve, an Alertmanager restart).
     pub firing_ttl: Duration,
+    /// An alert that fires again this soon after its resolve continues its episode (a rule
+    /// without `for` flapping around its threshold is one episode, not one per flap).
+    pub flap_window: Duration,
 }
 
 /// `alertapi`'s defaults (its flags use the same values).
@@ -43,6 +46,7 @@ pub const DEFAULT_TOLERANCE: f64 = 0.1;
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(15);
 pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_FIRING_TTL: Duration = Duration::from_secs(3600);
+pub const DEFAULT_FLAP_WINDOW: Duration = Duration::from_secs(60);
 
 impl PolicyConfig {
     /// The step policy (the paper's) with `cooldown`, scaling down or not, other values default.
@@ -55,6 +59,7 @@ impl PolicyConfig {
             scale_down_delay: DEFAULT_SCALE_DOWN_DELAY,
             scale_down,
             firing_ttl: DEFAULT_FIRING_TTL,
+            flap_window: DEFAULT_FLAP_WINDOW,
         }
     }
 }
@@ -150,9 +155,11 @@ pub const MAX_FIRING: usize = 1024;
 pub const MAX_DEFERRED: usize = 1024;
 /// What one service's memory can hold at most, worst case: `SEEN_CAPACITY` keys twice (set and
 /// order) of <= 64-byte fingerprints, `MAX_FIRING` + `MAX_DEFERRED` entries with <= 64-character
-/// names (<= 256 bytes of UTF-8), with collection overheads. Checked by a unit test.
-pub const MEMORY_BOUND_BYTES: usize =
-    SEEN_CAPACITY * 2 * (64 + 48) + (MAX_FIRING + MAX_DEFERRED) * (64 + 256 + 128);
+/// names (<= 256 bytes of UTF-8), `MAX_FIRING` recent resolves, with collection overheads.
+/// Checked by a unit test.
+pub const MEMORY_BOUND_BYTES: usize = SEEN_CAPACITY * 2 * (64 + 48)
+    + (MAX_FIRING + MAX_DEFERRED) * (64 + 256 + 128)
+    + MAX_FIRING * (64 + 64);
 
 /// What the scaler remembers about one service between notifications.
 #[derive(Debug, Default)]
@@ -160,6 +167,8 @@ pub struct ServiceMemory {
     seen: HashSet<Key>,
     seen_order: VecDeque<Key>,
     firing: HashMap<String, Firing>,
+    /// Alerts resolved within the flap window, by fingerprint: the episode that ended and when.
+    resolved: HashMap<String, (DateTime<Utc>, Instant)>,
     /// New firing alerts the cooldown held back, by fingerprint with their arrival order: they
     /// act when it ends if they still fire (Alertmanager would re-send them only after
     /// `repeat_interval`).
@@ -212,6 +221,11 @@ impl ServiceMemory {
                 .map(|(fp, f)| fp.capacity() + f.name.capacity() + 128)
                 .sum::<usize>()
             + self
+                .resolved
+                .keys()
+                .map(|fp| fp.capacity() + 64)
+                .sum::<usize>()
+            + self
                 .deferred
                 .iter()
                 .map(|(fp, (_, a))| {
@@ -231,8 +245,11 @@ impl ServiceMemory {
         }
     }
 
-    /// Firing alerts not heard of for the TTL are forgotten as if resolved.
+    /// Firing alerts not heard of for the TTL are forgotten as if resolved; resolves older than
+    /// the flap window no longer join a re-fire to its episode.
     fn expire(&mut self, cfg: &PolicyConfig, now: Instant) {
+        self.resolved
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) <= cfg.flap_window);
         let mut expired_at: Option<Instant> = None;
         self.firing.retain(|_, f| {
             let keep = now.saturating_duration_since(f.last_seen) <= cfg.firing_ttl;
@@ -252,10 +269,17 @@ impl ServiceMemory {
         }
     }
 
-    /// Update what fires from one alert.
-    fn observe(&mut self, a: &AlertFact, now: Instant) {
+    /// Update what fires from one alert. A firing alert resolved within the flap window
+    /// returns the episode it continues.
+    fn observe(&mut self, a: &AlertFact, now: Instant) -> Option<Key> {
+        let mut continues = None;
         match a.status {
             Status::Firing => {
+                if let Some((old, _)) = self.resolved.remove(&a.fingerprint)
+                    && old < a.starts_at
+                {
+                    continues = Some((a.fingerprint.clone(), old));
+                }
                 if !self.firing.contains_key(&a.fingerprint) && self.firing.len() >= MAX_FIRING {
                     self.forget_least_recent();
                 }
@@ -284,12 +308,19 @@ impl ServiceMemory {
                 {
                     self.firing.remove(&a.fingerprint);
                     self.deferred.remove(&a.fingerprint);
+                    if self.resolved.len() < MAX_FIRING
+                        || self.resolved.contains_key(&a.fingerprint)
+                    {
+                        self.resolved
+                            .insert(a.fingerprint.clone(), (a.starts_at, now));
+                    }
                     if self.firing.is_empty() && self.quiet_since.is_none() {
                         self.quiet_since = Some(now);
                     }
                 }
             }
         }
+        continues
     }
 
     fn forget_least_recent(&mut self) {
@@ -319,7 +350,20 @@ impl ServiceMemory {
         let mut pass = Pass::new(current, self.last_scale_up);
         let mut resolved = false;
         for a in alerts {
-            self.observe(a, now);
+            // Fired again soon after its resolve: the same episode goes on, so if that episode
+            // was acted on (before, or earlier in this notification), so is this one.
+            if let Some(old) = self.observe(a, now)
+                && (self.seen.contains(&old) || pass.seen_set.contains(&old))
+            {
+                pass.remember(a.key());
+                pass.first_reason(|| {
+                    format!(
+                        "{} fired again within {} of its resolve: the same episode, already acted on",
+                        a.name,
+                        humantime::format_duration(cfg.flap_window)
+                    )
+                });
+            }
             match a.status {
                 Status::Firing => self.decide(a, &mut pass, bounds, cfg, now),
                 Status::Resolved => resolved = true,

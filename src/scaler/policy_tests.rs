@@ -13,6 +13,7 @@ fn cfg(kind: PolicyKind) -> PolicyConfig {
         scale_down_delay: Duration::from_secs(60),
         scale_down: true,
         firing_ttl: Duration::from_secs(3600),
+        flap_window: Duration::from_secs(60),
     }
 }
 
@@ -128,13 +129,59 @@ fn resolved_never_scales_up_and_new_episode_does() {
         vec![
             (0, Ev::Notify(vec![("firing", "a", T1, "30")]), ScaleUp, 2),
             (20, Ev::Notify(vec![("resolved", "a", T1, "30")]), None, 2),
-            // The same alert fires again later: a new startsAt is a new episode.
-            (30, Ev::Notify(vec![("firing", "a", T2, "30")]), ScaleUp, 3),
+            // The same alert fires again after the flap window: a new episode.
+            (81, Ev::Notify(vec![("firing", "a", T2, "30")]), ScaleUp, 3),
             // A late resolve of the old episode does not end the new one: no scale-down.
-            (31, Ev::Notify(vec![("resolved", "a", T1, "30")]), None, 3),
-            (200, Ev::Tick, None, 3),
+            (82, Ev::Notify(vec![("resolved", "a", T1, "30")]), None, 3),
+            (250, Ev::Tick, None, 3),
         ],
     );
+}
+
+/// A rule without `for` flapping around its threshold, as in the paper pair: one episode.
+#[test]
+fn an_alert_flapping_within_the_window_is_one_episode() {
+    use Action::*;
+    let starts = |s: u64| -> &'static str {
+        Box::leak(format!("2026-11-22T10:00:{s:02}Z").into_boxed_str())
+    };
+    let mut rows = vec![(
+        0,
+        Ev::Notify(vec![("firing", "a", starts(0), "45")]),
+        ScaleUp,
+        2,
+    )];
+    for t in (2..50).step_by(2) {
+        rows.push((
+            t,
+            Ev::Notify(vec![("resolved", "a", starts(t - 2), "")]),
+            None,
+            2,
+        ));
+        rows.push((
+            t + 1,
+            Ev::Notify(vec![("firing", "a", starts(t), "45")]),
+            None,
+            2,
+        ));
+        rows.push((t + 1, Ev::Tick, None, 2));
+    }
+    // Quiet for longer than the window, then a spike: a new episode.
+    rows.push((
+        50,
+        Ev::Notify(vec![("resolved", "a", starts(48), "")]),
+        None,
+        2,
+    ));
+    rows.push((
+        115,
+        Ev::Notify(vec![("firing", "a", starts(59), "45")]),
+        ScaleUp,
+        3,
+    ));
+    let mut c = cfg(PolicyKind::Step);
+    c.scale_down = false;
+    run(c, 1, rows);
 }
 
 #[test]
@@ -366,11 +413,11 @@ fn config() -> impl Strategy<Value = (PolicyConfig, Bounds, u32)> {
         any::<bool>(),
         0u64..20,
         1u64..90,
-        20u64..300,
+        (20u64..300, 0u64..90),
         any::<bool>(),
         (1u32..4, 0u32..6, 1u32..3),
     )
-        .prop_flat_map(|(prop, cd, delay, ttl, down, (min, span, step))| {
+        .prop_flat_map(|(prop, cd, delay, (ttl, flap), down, (min, span, step))| {
             let cfg = PolicyConfig {
                 kind: if prop {
                     PolicyKind::Proportional
@@ -383,6 +430,7 @@ fn config() -> impl Strategy<Value = (PolicyConfig, Bounds, u32)> {
                 scale_down_delay: Duration::from_secs(delay),
                 scale_down: down,
                 firing_ttl: Duration::from_secs(ttl),
+                flap_window: Duration::from_secs(flap),
             };
             let bounds = Bounds {
                 min,
