@@ -3,6 +3,7 @@
 //! an [`Orchestrator`](crate::orchestrator::Orchestrator) (Docker Swarm or local processes).
 
 pub mod alert;
+pub mod behavior;
 pub mod controller;
 pub mod http;
 pub mod metrics;
