@@ -21,7 +21,7 @@ pub enum Command {
     Serve(crate::workload::Opts),
     /// Run the scaler ("AlertAPI"): Alertmanager's webhook receiver that scales services on
     /// Docker Swarm or local processes, within bounds, with dedupe, cooldown and auth.
-    Alertapi(crate::scaler::Opts),
+    Alertapi(Box<crate::scaler::Opts>),
     /// Exit 0 if a URL answers 2xx: the healthcheck of the FROM-scratch images.
     Probe(crate::probe::Opts),
     /// Export a run's metrics from Prometheus (query_range) to JSON + CSV.
@@ -43,7 +43,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(opts) => crate::workload::run(opts).await,
-        Command::Alertapi(opts) => crate::scaler::run(opts).await,
+        Command::Alertapi(opts) => crate::scaler::run(*opts).await,
         Command::Probe(opts) => crate::probe::run(opts).await,
         Command::Export(opts) => crate::results::export::run(opts).await,
         Command::Aggregate(opts) => crate::results::aggregate::run(opts).await,

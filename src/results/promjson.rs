@@ -61,14 +61,7 @@ impl Sample {
 }
 
 /// Parse a Prometheus sample value string.
-pub fn parse_prom_float(s: &str) -> Option<f64> {
-    match s {
-        "NaN" => Some(f64::NAN),
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        _ => s.parse::<f64>().ok(),
-    }
-}
+pub use crate::util::parse_prom_float;
 
 impl<'de> Deserialize<'de> for Sample {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

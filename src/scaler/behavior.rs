@@ -84,6 +84,18 @@ impl Default for Behavior {
     }
 }
 
+/// One direction's policies as one flag value (clap would take a `Vec` as repeated values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policies(pub Vec<RatePolicy>);
+
+impl std::str::FromStr for Policies {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Policies, String> {
+        parse_policies(s).map(Policies)
+    }
+}
+
 /// `Pods:4:60s,Percent:10:60s`: the policies of one direction (flags and service labels).
 pub fn parse_policies(spec: &str) -> Result<Vec<RatePolicy>, String> {
     let mut out = vec![];

@@ -38,15 +38,17 @@ fn steps(b: &Behavior, start: u32, desired: &[u32], every: u64, bounds: (u32, u3
 /// 10 % (rounded so the change is at least 8, 8, 7, ...) while above 40, then 4 at a time.
 #[test]
 fn scale_down_80_to_10_with_pods_4_and_percent_10_per_minute() {
-    let mut b = Behavior::default();
-    b.down = Rules {
-        stabilization_window: Duration::ZERO,
-        policies: vec![
-            policy(PolicyType::Pods, 4, 60),
-            policy(PolicyType::Percent, 10, 60),
-        ],
-        select: Select::Max,
-        tolerance: 0.1,
+    let mut b = Behavior {
+        down: Rules {
+            stabilization_window: Duration::ZERO,
+            policies: vec![
+                policy(PolicyType::Pods, 4, 60),
+                policy(PolicyType::Percent, 10, 60),
+            ],
+            select: Select::Max,
+            tolerance: 0.1,
+        },
+        ..Default::default()
     };
     let got = steps(&b, 80, &[10; 14], 60, (1, 100));
     assert_eq!(

@@ -13,6 +13,7 @@ use super::metrics::{ScaleLabels, ScalerMetrics, ServiceLabels};
 use super::policy::{
     Action, AlertFact, Decision, FiringAlert, PolicyConfig, PolicyKind, ServiceMemory, short_name,
 };
+use super::reconcile::ReconcileConfig;
 use crate::orchestrator::{Bounds, Orchestrator, OrchestratorError};
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +76,7 @@ pub struct ControllerConfig {
     pub events_kept: usize,
     pub audit_log: Option<PathBuf>,
     pub pushgateway: Option<String>,
+    pub reconcile: Option<ReconcileConfig>,
 }
 
 /// Decisions kept for `/events` and the status page (`alertapi --events`).
@@ -93,6 +95,7 @@ impl ControllerConfig {
             events_kept: DEFAULT_EVENTS_KEPT,
             audit_log: None,
             pushgateway: None,
+            reconcile: None,
         }
     }
 }
@@ -361,12 +364,75 @@ impl Controller {
 
     pub async fn run(self: Arc<Self>, every: Duration, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(every);
+        let reconcile_every = self
+            .cfg
+            .reconcile
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |r| r.every);
+        let mut reconciler = tokio::time::interval(reconcile_every);
+        reconciler.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = ticker.tick() => { self.run_once().await; }
+                _ = reconciler.tick(), if self.cfg.reconcile.is_some() => {
+                    self.reconcile_once().await;
+                }
             }
         }
+    }
+
+    /// One reconciliation of every allowed service: its query's value, decided by the same
+    /// memory (cooldown, behavior) as the webhooks. A failed query or scale waits for the next.
+    pub async fn reconcile_once(&self) -> Vec<Decision> {
+        let Some(rc) = &self.cfg.reconcile else {
+            return vec![];
+        };
+        let mut done = vec![];
+        for service in &self.cfg.allow {
+            let value = match rc.value(&self.http, service).await {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    tracing::debug!("reconcile {service}: the query returned no data");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("reconcile {service}: {e}");
+                    continue;
+                }
+            };
+            let memory = self.memory(service);
+            let mut memory = memory.lock().await;
+            let (current, bounds) = match self.bounds(service).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("reconcile skipped: {e}");
+                    continue;
+                }
+            };
+            let query = rc.query_for(service);
+            let Some(plan) = memory.reconcile(
+                service,
+                (&query, value),
+                current,
+                bounds,
+                &self.cfg.policy,
+                Instant::now(),
+            ) else {
+                continue;
+            };
+            match self.carry_out(&plan.decision).await {
+                Ok(()) => {
+                    memory.commit(&plan, Instant::now());
+                    self.record(&plan.decision, vec![]);
+                    self.metrics.alert_endpoint_call.inc();
+                    self.push_scale_event();
+                    done.push(plan.decision);
+                }
+                Err(e) => tracing::warn!("{}: {e}", plan.decision.reason),
+            }
+        }
+        done
     }
 
     /// Every allowed service with its replicas, bounds and firing alerts.

@@ -8,6 +8,7 @@ pub mod controller;
 pub mod http;
 pub mod metrics;
 pub mod policy;
+pub mod reconcile;
 
 use anyhow::Context;
 use clap::Parser;
@@ -73,9 +74,60 @@ pub struct Opts {
     #[arg(long, default_value_t = policy::DEFAULT_TARGET)]
     pub target: f64,
 
-    /// Proportional policy: no change while |value per replica / target - 1| <= tolerance.
+    /// Proportional decisions: no change while |value per replica / target - 1| <= tolerance
+    /// (HPA's 0.1). The per-direction flags override it.
     #[arg(long, default_value_t = policy::DEFAULT_TOLERANCE)]
     pub tolerance: f64,
+
+    /// Tolerance for scaling up (default: --tolerance).
+    #[arg(long)]
+    pub scale_up_tolerance: Option<f64>,
+
+    /// Tolerance for scaling down (default: --tolerance).
+    #[arg(long)]
+    pub scale_down_tolerance: Option<f64>,
+
+    /// HPA's scale-up stabilization window: a proportional scale-up applies the lowest
+    /// recommendation of this window.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub scale_up_window: Duration,
+
+    /// HPA's scale-down stabilization window: a proportional scale-down (reconciliation)
+    /// applies the highest recommendation of this window.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub scale_down_window: Duration,
+
+    /// HPA's scale-up policies, TYPE:VALUE:PERIOD with TYPE Pods or Percent (HPA's default:
+    /// double or add four every 15 s, whichever is more).
+    #[arg(long, default_value = "Percent:100:15s,Pods:4:15s")]
+    pub scale_up_policies: behavior::Policies,
+
+    /// HPA's scale-down policies (default: up to all of them every 15 s).
+    #[arg(long, default_value = "Percent:100:15s")]
+    pub scale_down_policies: behavior::Policies,
+
+    /// Which scale-up policy applies: the one allowing the most change, the least, or none.
+    #[arg(long, value_enum, default_value = "max")]
+    pub scale_up_select: behavior::Select,
+
+    /// Which scale-down policy applies (disabled: never scale down proportionally).
+    #[arg(long, value_enum, default_value = "max")]
+    pub scale_down_select: behavior::Select,
+
+    /// Reconcile from this Prometheus (e.g. http://prometheus:9090): every --reconcile-every,
+    /// each allowed service's --query is decided by HPA's formula and behavior, up and down, so
+    /// a lost or held-back notification cannot stall scaling. Scale-down is then the loop's.
+    #[arg(long, env = "STARVATION_PROMETHEUS")]
+    pub prometheus: Option<String>,
+
+    /// The reconciliation query, `{service}` standing for the service; one number (the total
+    /// for the service, --target per replica).
+    #[arg(long, default_value = reconcile::DEFAULT_QUERY)]
+    pub query: String,
+
+    /// How often the reconciliation runs.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub reconcile_every: Duration,
 
     /// Replicas added per scale-up and removed per scale-down (service label
     /// `starvation.step` overrides).
@@ -222,11 +274,44 @@ impl Opts {
             "--target must be a positive number (got {})",
             self.target
         );
-        anyhow::ensure!(
-            (0.0..1.0).contains(&self.tolerance),
-            "--tolerance must be in [0, 1) (got {})",
-            self.tolerance
-        );
+        for (flag, t) in [
+            ("--tolerance", Some(self.tolerance)),
+            ("--scale-up-tolerance", self.scale_up_tolerance),
+            ("--scale-down-tolerance", self.scale_down_tolerance),
+        ] {
+            if let Some(t) = t {
+                anyhow::ensure!(
+                    (0.0..1.0).contains(&t),
+                    "{flag} must be in [0, 1) (got {t})"
+                );
+            }
+        }
+        let reconcile = match &self.prometheus {
+            None => None,
+            Some(raw) => {
+                let url = reqwest::Url::parse(raw)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .with_context(|| {
+                        format!("--prometheus {raw:?} must be an http(s) URL, e.g. http://prometheus:9090")
+                    })?;
+                anyhow::ensure!(
+                    self.query.contains("{service}") || self.allow.len() <= 1,
+                    "--query must contain {{service}} when several services are allowed"
+                );
+                anyhow::ensure!(
+                    !self.reconcile_every.is_zero(),
+                    "--reconcile-every must be greater than zero (e.g. 15s)"
+                );
+                promql_parser::parser::parse(&self.query.replace("{service}", "x"))
+                    .map_err(|e| anyhow::anyhow!("--query {:?} is not PromQL: {e}", self.query))?;
+                Some(reconcile::ReconcileConfig {
+                    prometheus: url,
+                    query: self.query.clone(),
+                    every: self.reconcile_every,
+                })
+            }
+        };
         anyhow::ensure!(self.events >= 1, "--events must be at least 1");
         anyhow::ensure!(
             !self.firing_ttl.is_zero(),
@@ -261,7 +346,21 @@ impl Opts {
             policy: PolicyConfig {
                 kind: self.policy,
                 target: self.target,
-                tolerance: self.tolerance,
+                behavior: behavior::Behavior {
+                    up: behavior::Rules {
+                        stabilization_window: self.scale_up_window,
+                        policies: self.scale_up_policies.0.clone(),
+                        select: self.scale_up_select,
+                        tolerance: self.scale_up_tolerance.unwrap_or(self.tolerance),
+                    },
+                    down: behavior::Rules {
+                        stabilization_window: self.scale_down_window,
+                        policies: self.scale_down_policies.0.clone(),
+                        select: self.scale_down_select,
+                        tolerance: self.scale_down_tolerance.unwrap_or(self.tolerance),
+                    },
+                },
+                reconciling: reconcile.is_some(),
                 cooldown: self.cooldown,
                 scale_down_delay: self.scale_down_delay,
                 scale_down: !self.no_scale_down,
@@ -278,6 +377,7 @@ impl Opts {
             events_kept: self.events,
             audit_log: self.audit_log.clone(),
             pushgateway: self.pushgateway.clone(),
+            reconcile,
         })
     }
 }

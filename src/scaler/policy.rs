@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::alert::Status;
+use super::behavior::{self, Behavior, History};
 use crate::orchestrator::Bounds;
 
 #[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum, serde::Serialize)]
@@ -25,10 +26,13 @@ pub enum PolicyKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyConfig {
     pub kind: PolicyKind,
-    /// Per-replica target of the alert's `value` annotation (proportional policy).
+    /// Per-replica target of the alert's `value` annotation (proportional policy) and of the
+    /// reconciliation query.
     pub target: f64,
-    /// HPA's tolerance: no change while |value/replica / target - 1| <= tolerance.
-    pub tolerance: f64,
+    /// HPA's behavior (tolerance, stabilization, rate policies) for proportional decisions.
+    pub behavior: Behavior,
+    /// A reconciliation loop owns scale-down: the quiet-period step-down is off.
+    pub reconciling: bool,
     pub cooldown: Duration,
     pub scale_down_delay: Duration,
     pub scale_down: bool,
@@ -54,7 +58,8 @@ impl PolicyConfig {
         PolicyConfig {
             kind: PolicyKind::Step,
             target: DEFAULT_TARGET,
-            tolerance: DEFAULT_TOLERANCE,
+            behavior: Behavior::default(),
+            reconciling: false,
             cooldown,
             scale_down_delay: DEFAULT_SCALE_DOWN_DELAY,
             scale_down,
@@ -124,6 +129,16 @@ fn number(v: f64) -> String {
     }
 }
 
+fn limit_text(l: behavior::Limit) -> &'static str {
+    match l {
+        behavior::Limit::Stabilized => "held by the stabilization window",
+        behavior::Limit::ScaleUpLimit => "limited by the scale-up policies",
+        behavior::Limit::ScaleDownLimit => "limited by the scale-down policies",
+        behavior::Limit::TooMany => "capped at max",
+        behavior::Limit::TooFew => "held at min",
+    }
+}
+
 /// A decision plus what to remember once it has been carried out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -177,6 +192,8 @@ pub struct ServiceMemory {
     last_scale_up: Option<Instant>,
     /// Since when no alert has been firing (set by a resolve or an expiry).
     quiet_since: Option<Instant>,
+    /// Proportional decisions' recommendations and changes, for HPA's behavior.
+    history: History,
 }
 
 /// The running state of one plan: replicas and cooldown as they would be after the alerts so
@@ -442,30 +459,29 @@ impl ServiceMemory {
                 ),
             ),
             (PolicyKind::Proportional, Some(value)) => {
-                let per_replica = value / current.max(1) as f64;
-                if (per_replica / cfg.target - 1.0).abs() <= cfg.tolerance {
-                    pass.no_more += 1;
-                    pass.first_reason(|| {
-                        format!(
-                            "{name} firing: {} per replica is within {:.0} % of the target {}",
-                            number(per_replica),
-                            cfg.tolerance * 100.0,
-                            number(cfg.target)
-                        )
-                    });
-                    pass.remember(key);
-                    return;
-                }
-                // `as` saturates: a huge value asks for u32::MAX, then the max bound applies.
-                let desired = (value / cfg.target).ceil() as u32;
-                (
+                let desired = behavior::recommend(value, cfg.target, current, &cfg.behavior);
+                let n = self.history.normalize(
+                    &cfg.behavior,
+                    current,
                     desired,
-                    format!(
-                        "{name} firing: value {} / target {} per replica = {desired} replicas",
-                        number(value),
-                        number(cfg.target)
-                    ),
-                )
+                    (bounds.min, bounds.max),
+                    now,
+                );
+                let why = format!(
+                    "{name} firing: value {} / target {} per replica = {} replicas",
+                    number(value),
+                    number(cfg.target),
+                    if desired == current && (value / cfg.target).ceil() as u32 != current {
+                        format!("{current} (within the tolerance)")
+                    } else {
+                        desired.to_string()
+                    }
+                );
+                let limited = match n.limit {
+                    Some(l) => format!(" ({})", limit_text(l)),
+                    None => String::new(),
+                };
+                (n.replicas, format!("{why}{limited}"))
             }
         };
         let to = wanted.clamp(bounds.min, bounds.max);
@@ -483,6 +499,63 @@ impl ServiceMemory {
         pass.replicas = to;
         pass.last_up = Some(now);
         pass.scaled = Some(format!("{why}{capped}"));
+        // Recorded now, not at commit, so the alerts after it in this notification see it (a
+        // failed scale leaves the rate limit slightly conservative until its period passes).
+        self.history.record(current, to, now);
+    }
+
+    /// One reconciliation: `value` of the service's query, decided by HPA's formula and
+    /// behavior like a proportional alert, in both directions.
+    pub fn reconcile(
+        &mut self,
+        service: &str,
+        (query, value): (&str, f64),
+        current: u32,
+        bounds: Bounds,
+        cfg: &PolicyConfig,
+        now: Instant,
+    ) -> Option<Plan> {
+        let desired = behavior::recommend(value, cfg.target, current, &cfg.behavior);
+        let n = self.history.normalize(
+            &cfg.behavior,
+            current,
+            desired,
+            (bounds.min, bounds.max),
+            now,
+        );
+        let up = n.replicas > current;
+        if n.replicas == current
+            || (!up && !cfg.scale_down)
+            || (up
+                && self
+                    .last_scale_up
+                    .is_some_and(|t| now.saturating_duration_since(t) < cfg.cooldown))
+        {
+            return None;
+        }
+        self.history.record(current, n.replicas, now);
+        let limited = n
+            .limit
+            .map(|l| format!(" ({})", limit_text(l)))
+            .unwrap_or_default();
+        Some(Plan {
+            decision: Decision {
+                service: service.to_owned(),
+                from: current,
+                to: n.replicas,
+                action: if up {
+                    Action::ScaleUp
+                } else {
+                    Action::ScaleDown
+                },
+                reason: format!(
+                    "reconcile: {query} = {} / target {} per replica = {desired} replicas{limited}",
+                    number(value),
+                    number(cfg.target)
+                ),
+            },
+            seen_keys: vec![],
+        })
     }
 
     /// Remember a plan once the orchestrator carried it out (or it needed no action).
@@ -552,7 +625,7 @@ impl ServiceMemory {
         if let Some(plan) = self.deferred_plan(service, current, bounds, cfg, now) {
             return Some(plan);
         }
-        if !cfg.scale_down || !self.firing.is_empty() {
+        if !cfg.scale_down || cfg.reconciling || !self.firing.is_empty() {
             return None;
         }
         let since = self.quiet_since?;

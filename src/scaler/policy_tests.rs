@@ -2,13 +2,15 @@
 //! and clock steps).
 
 use super::*;
+use crate::scaler::behavior::Behavior;
 use proptest::prelude::*;
 
 fn cfg(kind: PolicyKind) -> PolicyConfig {
     PolicyConfig {
         kind,
         target: 20.0,
-        tolerance: 0.1,
+        behavior: Behavior::default(),
+        reconciling: false,
         cooldown: Duration::from_secs(15),
         scale_down_delay: Duration::from_secs(60),
         scale_down: true,
@@ -425,7 +427,8 @@ fn config() -> impl Strategy<Value = (PolicyConfig, Bounds, u32)> {
                     PolicyKind::Step
                 },
                 target: 20.0,
-                tolerance: 0.1,
+                behavior: Behavior::default(),
+                reconciling: false,
                 cooldown: Duration::from_secs(cd),
                 scale_down_delay: Duration::from_secs(delay),
                 scale_down: down,

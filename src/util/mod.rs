@@ -127,4 +127,14 @@ mod tests {
     }
 }
 
+/// A Prometheus sample value: Go's float syntax plus `NaN`, `+Inf`, `-Inf`.
+pub fn parse_prom_float(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        _ => s.parse::<f64>().ok(),
+    }
+}
+
 pub mod http_server;
