@@ -64,6 +64,7 @@ fn event(from: u32, to: u32, action: Action) -> Event {
             reason: "test".into(),
         },
         alerts: vec!["ThreadPoolSpike".into()],
+        dry_run: false,
     }
 }
 

@@ -197,6 +197,7 @@ impl Orchestrator for LocalOrchestrator {
                 name: service.to_owned(),
                 replicas: self.running().await,
                 bounds: BoundsOverride::default(),
+                dry_run: false,
             })
         })
     }

@@ -41,6 +41,8 @@ pub struct ServiceStatus {
     /// Desired replicas as configured (Swarm: `Mode.Replicated.Replicas`).
     pub replicas: u32,
     pub bounds: BoundsOverride,
+    /// Shadow mode (Swarm label `starvation.dry-run=true`): decide and report, never scale.
+    pub dry_run: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +54,12 @@ pub enum OrchestratorError {
          deploy it with `mode: replicated`"
     )]
     GlobalMode(String),
-    #[error("service {service:?}: label {label}={value:?} is not a positive integer")]
+    #[error("service {service:?}: label {label}={value:?} is not {expected}")]
     BadLabel {
         service: String,
         label: String,
         value: String,
+        expected: &'static str,
     },
     #[error("service {service:?}: update still out of sequence after {attempts} attempts")]
     Conflict { service: String, attempts: u32 },

@@ -32,6 +32,7 @@ pub const LABEL_MANAGED: &str = "starvation.managed";
 pub const LABEL_MIN: &str = "starvation.min";
 pub const LABEL_MAX: &str = "starvation.max";
 pub const LABEL_STEP: &str = "starvation.step";
+pub const LABEL_DRY_RUN: &str = "starvation.dry-run";
 
 /// What an Engine API call reported, reduced to what scaling decides on.
 #[derive(Debug, thiserror::Error)]
@@ -433,7 +434,28 @@ fn status_of(service: &str, inspected: &Service) -> Result<ServiceStatus, Orches
         name: spec.name.clone().unwrap_or_else(|| service.to_string()),
         replicas: replicas_in(service, spec)?,
         bounds: bounds_from_labels(service, spec.labels.as_ref())?,
+        dry_run: dry_run_from_labels(service, spec.labels.as_ref())?,
     })
+}
+
+/// `starvation.dry-run`: `true` or `false` (absent: false).
+pub fn dry_run_from_labels(
+    service: &str,
+    labels: Option<&HashMap<String, String>>,
+) -> Result<bool, OrchestratorError> {
+    let Some(value) = labels.and_then(|l| l.get(LABEL_DRY_RUN)) else {
+        return Ok(false);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(OrchestratorError::BadLabel {
+            service: service.to_string(),
+            label: LABEL_DRY_RUN.to_string(),
+            value: value.clone(),
+            expected: "true or false",
+        }),
+    }
 }
 
 /// Desired replicas of a replicated service; global services and jobs are refused.
@@ -490,6 +512,7 @@ pub fn bounds_from_labels(
                 service: service.to_string(),
                 label: label.to_string(),
                 value: value.clone(),
+                expected: "a positive integer",
             }),
         }
     };
@@ -808,6 +831,7 @@ mod tests {
                     max: Some(8),
                     step: None
                 },
+                dry_run: false,
             }
         );
     }
@@ -828,6 +852,7 @@ mod tests {
                     service,
                     label: l,
                     value: v,
+                    ..
                 } => {
                     assert_eq!(
                         (service.as_str(), l.as_str(), v.as_str()),
@@ -841,6 +866,18 @@ mod tests {
         assert_eq!(
             bounds_from_labels("web", None).unwrap(),
             BoundsOverride::default()
+        );
+        let dry = |v: &str| {
+            let labels = HashMap::from([(LABEL_DRY_RUN.to_string(), v.to_string())]);
+            dry_run_from_labels("web", Some(&labels))
+        };
+        assert!(dry(" True ").unwrap());
+        assert!(!dry("false").unwrap());
+        assert!(!dry_run_from_labels("web", None).unwrap());
+        let err = dry("yes").unwrap_err().to_string();
+        assert!(
+            err.contains("starvation.dry-run") && err.contains("true or false"),
+            "{err}"
         );
     }
 

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::alert::{Alert, Notification};
 use super::metrics::{ScaleLabels, ScalerMetrics, ServiceLabels};
 use super::policy::{
-    Action, AlertFact, Decision, FiringAlert, PolicyConfig, PolicyKind, ServiceMemory, short_name,
+    Action, AlertFact, Decision, FiringAlert, Plan, PolicyConfig, PolicyKind, ServiceMemory,
+    short_name,
 };
 use super::reconcile::ReconcileConfig;
 use crate::orchestrator::{Bounds, Orchestrator, OrchestratorError};
@@ -55,6 +56,16 @@ pub struct Event {
     pub decision: Decision,
     /// Alert names of the notification, empty for the periodic scale-down check.
     pub alerts: Vec<String>,
+    /// Shadow mode: decided and reported, nothing scaled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// What the orchestrator says of a service now, with the bounds that apply.
+struct Seen {
+    replicas: u32,
+    bounds: Bounds,
+    dry_run: bool,
 }
 
 /// What the status page shows for one service.
@@ -77,6 +88,9 @@ pub struct ControllerConfig {
     pub audit_log: Option<PathBuf>,
     pub pushgateway: Option<String>,
     pub reconcile: Option<ReconcileConfig>,
+    /// Shadow mode for every service (`--dry-run`); a service's `starvation.dry-run=true`
+    /// label does it for one.
+    pub dry_run: bool,
 }
 
 /// Decisions kept for `/events` and the status page (`alertapi --events`).
@@ -96,6 +110,7 @@ impl ControllerConfig {
             audit_log: None,
             pushgateway: None,
             reconcile: None,
+            dry_run: false,
         }
     }
 }
@@ -192,38 +207,80 @@ impl Controller {
         for (service, facts) in by_service {
             let memory = self.memory(service);
             let mut memory = memory.lock().await;
-            let (current, bounds) = self.bounds(service).await?;
+            let seen = self.seen(service).await?;
             let plan = memory.plan(
                 service,
                 &facts,
-                current,
-                bounds,
+                seen.replicas,
+                seen.bounds,
                 &self.cfg.policy,
                 Instant::now(),
             );
-            self.carry_out(&plan.decision).await?;
-            memory.commit(&plan, Instant::now());
-            self.record(&plan.decision, alert_names(&facts));
-            if plan.decision.action != Action::None {
-                self.metrics.alert_endpoint_call.inc();
-                self.push_scale_event();
-            }
-            decisions.push(plan.decision);
+            let decision = self
+                .apply(&mut memory, &plan, &seen, Some(alert_names(&facts)))
+                .await?;
+            decisions.push(decision);
         }
         Ok(decisions)
+    }
+
+    /// Carry out a plan (in shadow mode only report it), then remember and record it. `alerts`
+    /// is the notification's alert names, `None` for the periodic checks.
+    async fn apply(
+        &self,
+        memory: &mut ServiceMemory,
+        plan: &Plan,
+        seen: &Seen,
+        alerts: Option<Vec<String>>,
+    ) -> Result<Decision, HandleError> {
+        let mut d = plan.decision.clone();
+        let shadow = seen.dry_run || self.cfg.dry_run;
+        let acts = d.action != Action::None;
+        if acts && shadow {
+            d.reason = format!("dry run, nothing scaled: {}", d.reason);
+            tracing::info!(
+                "{}: would scale {} -> {} ({})",
+                d.service,
+                d.from,
+                d.to,
+                d.reason
+            );
+        } else if acts {
+            self.carry_out(&d).await?;
+            if alerts.is_some() {
+                self.metrics.alert_endpoint_call.inc();
+            }
+            self.push_scale_event();
+        }
+        memory.commit(plan, Instant::now());
+        let service = ServiceLabels {
+            service: d.service.clone(),
+        };
+        self.metrics
+            .desired
+            .get_or_create(&service)
+            .set(d.to as i64);
+        self.metrics.blocked(
+            &d.service,
+            "at_max",
+            plan.wants_more && d.to >= seen.bounds.max,
+        );
+        self.metrics.blocked(&d.service, "dry_run", shadow && acts);
+        self.record(&d, alerts.unwrap_or_default(), shadow);
+        Ok(d)
     }
 
     /// Every allowed service's replicas into `starvation_service_replicas`, so the metric is
     /// there before the first decision.
     pub async fn refresh_replicas(&self) {
         for name in &self.cfg.allow {
-            if let Err(e) = self.bounds(name).await {
+            if let Err(e) = self.seen(name).await {
                 tracing::warn!("{name}: {e}");
             }
         }
     }
 
-    async fn bounds(&self, service: &str) -> Result<(u32, Bounds), HandleError> {
+    async fn seen(&self, service: &str) -> Result<Seen, HandleError> {
         let status = self.orchestrator.status(service).await.map_err(|source| {
             HandleError::Orchestrator {
                 service: service.to_owned(),
@@ -243,7 +300,11 @@ impl Controller {
                 bounds,
             });
         }
-        Ok((status.replicas, bounds))
+        Ok(Seen {
+            replicas: status.replicas,
+            bounds,
+            dry_run: status.dry_run,
+        })
     }
 
     async fn carry_out(&self, d: &Decision) -> Result<(), HandleError> {
@@ -279,11 +340,12 @@ impl Controller {
         Ok(())
     }
 
-    fn record(&self, decision: &Decision, alerts: Vec<String>) {
+    fn record(&self, decision: &Decision, alerts: Vec<String>, dry_run: bool) {
         let event = Event {
             time: chrono::Utc::now(),
             decision: decision.clone(),
             alerts,
+            dry_run,
         };
         if let Some(file) = self
             .audit
@@ -338,24 +400,24 @@ impl Controller {
         for service in &self.cfg.allow {
             let memory = self.memory(service);
             let mut memory = memory.lock().await;
-            let (current, bounds) = match self.bounds(service).await {
-                Ok(b) => b,
+            let seen = match self.seen(service).await {
+                Ok(s) => s,
                 Err(e) => {
                     tracing::warn!("periodic check skipped: {e}");
                     continue;
                 }
             };
-            let Some(plan) =
-                memory.tick(service, current, bounds, &self.cfg.policy, Instant::now())
-            else {
+            let Some(plan) = memory.tick(
+                service,
+                seen.replicas,
+                seen.bounds,
+                &self.cfg.policy,
+                Instant::now(),
+            ) else {
                 continue;
             };
-            match self.carry_out(&plan.decision).await {
-                Ok(()) => {
-                    memory.commit(&plan, Instant::now());
-                    self.record(&plan.decision, vec![]);
-                    done.push(plan.decision);
-                }
+            match self.apply(&mut memory, &plan, &seen, None).await {
+                Ok(d) => done.push(d),
                 Err(e) => tracing::warn!("{}: {e}", plan.decision.reason),
             }
         }
@@ -403,8 +465,8 @@ impl Controller {
             };
             let memory = self.memory(service);
             let mut memory = memory.lock().await;
-            let (current, bounds) = match self.bounds(service).await {
-                Ok(b) => b,
+            let seen = match self.seen(service).await {
+                Ok(s) => s,
                 Err(e) => {
                     tracing::warn!("reconcile skipped: {e}");
                     continue;
@@ -414,21 +476,15 @@ impl Controller {
             let Some(plan) = memory.reconcile(
                 service,
                 (&query, value),
-                current,
-                bounds,
+                seen.replicas,
+                seen.bounds,
                 &self.cfg.policy,
                 Instant::now(),
             ) else {
                 continue;
             };
-            match self.carry_out(&plan.decision).await {
-                Ok(()) => {
-                    memory.commit(&plan, Instant::now());
-                    self.record(&plan.decision, vec![]);
-                    self.metrics.alert_endpoint_call.inc();
-                    self.push_scale_event();
-                    done.push(plan.decision);
-                }
+            match self.apply(&mut memory, &plan, &seen, None).await {
+                Ok(d) => done.push(d),
                 Err(e) => tracing::warn!("{}: {e}", plan.decision.reason),
             }
         }
@@ -440,11 +496,11 @@ impl Controller {
         let mut views = vec![];
         for name in &self.cfg.allow {
             let firing = self.memory(name).lock().await.firing();
-            let view = match self.bounds(name).await {
-                Ok((replicas, bounds)) => ServiceView {
+            let view = match self.seen(name).await {
+                Ok(seen) => ServiceView {
                     name: name.clone(),
-                    replicas: Some(replicas),
-                    bounds: Some(bounds),
+                    replicas: Some(seen.replicas),
+                    bounds: Some(seen.bounds),
                     error: None,
                     firing,
                 },

@@ -20,6 +20,12 @@ pub struct ServiceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlockedLabels {
+    pub service: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
 }
@@ -30,6 +36,8 @@ pub struct ScalerMetrics {
     pub alert_endpoint_call: Gauge,
     pub scale_events: Family<ScaleLabels, Counter>,
     pub replicas: Family<ServiceLabels, Gauge>,
+    pub desired: Family<ServiceLabels, Gauge>,
+    pub scaling_blocked: Family<BlockedLabels, Gauge>,
     pub webhook_requests: Family<OutcomeLabels, Counter>,
     pub webhook_duration: Histogram,
     registry: Registry,
@@ -41,6 +49,8 @@ impl ScalerMetrics {
             alert_endpoint_call: Gauge::default(),
             scale_events: Family::default(),
             replicas: Family::default(),
+            desired: Family::default(),
+            scaling_blocked: Family::default(),
             webhook_requests: Family::default(),
             webhook_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             registry: Registry::default(),
@@ -63,6 +73,16 @@ impl ScalerMetrics {
             m.replicas.clone(),
         );
         r.register(
+            "starvation_desired_replicas",
+            "Replicas the last decision wanted for each service (also in shadow mode)",
+            m.desired.clone(),
+        );
+        r.register(
+            "starvation_scaling_blocked",
+            "1 while a service's scaling is held: at_max (the load wants more than max), dry_run (shadow mode)",
+            m.scaling_blocked.clone(),
+        );
+        r.register(
             "starvation_webhook_requests",
             "POST /alert calls by outcome (ok, bad_request, unauthorized, forbidden, too_large, orchestrator_error)",
             m.webhook_requests.clone(),
@@ -73,6 +93,15 @@ impl ScalerMetrics {
             m.webhook_duration.clone(),
         );
         m
+    }
+
+    pub fn blocked(&self, service: &str, reason: &str, on: bool) {
+        self.scaling_blocked
+            .get_or_create(&BlockedLabels {
+                service: service.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .set(on as i64);
     }
 
     pub fn outcome(&self, outcome: &str) {

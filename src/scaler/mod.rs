@@ -155,6 +155,11 @@ pub struct Opts {
     #[arg(long)]
     pub no_scale_down: bool,
 
+    /// Shadow mode for every service: decisions are computed, logged, exported and shown, and
+    /// nothing is scaled (one service: its label `starvation.dry-run=true`).
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// A firing alert neither re-sent nor resolved for this long is forgotten as if resolved
     /// (a lost resolve, an Alertmanager restart), so the scale-down clock can start. Keep it
     /// above Alertmanager's repeat_interval (deploy/'s: 1m; Alertmanager's default: 4h).
@@ -378,6 +383,7 @@ impl Opts {
             audit_log: self.audit_log.clone(),
             pushgateway: self.pushgateway.clone(),
             reconcile,
+            dry_run: self.dry_run,
         })
     }
 }

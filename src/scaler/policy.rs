@@ -144,6 +144,8 @@ fn limit_text(l: behavior::Limit) -> &'static str {
 pub struct Plan {
     pub decision: Decision,
     seen_keys: Vec<Key>,
+    /// The load asked for more than max: the service is pinned at its ceiling.
+    pub wants_more: bool,
 }
 
 /// A firing alert as the status page shows it.
@@ -210,6 +212,7 @@ struct Pass {
     at_max: usize,
     no_more: usize,
     firing: usize,
+    capped: bool,
 }
 
 impl ServiceMemory {
@@ -496,6 +499,7 @@ impl ServiceMemory {
         } else {
             String::new()
         };
+        pass.capped |= to < wanted;
         pass.replicas = to;
         pass.last_up = Some(now);
         pass.scaled = Some(format!("{why}{capped}"));
@@ -555,6 +559,7 @@ impl ServiceMemory {
                 ),
             },
             seen_keys: vec![],
+            wants_more: n.limit == Some(behavior::Limit::TooMany),
         })
     }
 
@@ -650,6 +655,7 @@ impl ServiceMemory {
                 ),
             },
             seen_keys: vec![],
+            wants_more: false,
         })
     }
 }
@@ -668,6 +674,7 @@ impl Pass {
             at_max: 0,
             no_more: 0,
             firing: 0,
+            capped: false,
         }
     }
 
@@ -721,6 +728,7 @@ impl Pass {
                 reason,
             },
             seen_keys: self.seen,
+            wants_more: self.at_max > 0 || self.capped,
         }
     }
 }

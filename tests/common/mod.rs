@@ -205,6 +205,8 @@ pub struct FakeOrchestrator {
     by_service: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     pub fail: std::sync::atomic::AtomicBool,
     pub scale_calls: std::sync::atomic::AtomicU32,
+    /// What `status` reports as the service's dry-run label.
+    pub dry_run: std::sync::atomic::AtomicBool,
 }
 
 impl FakeOrchestrator {
@@ -214,6 +216,7 @@ impl FakeOrchestrator {
             by_service: Default::default(),
             fail: Default::default(),
             scale_calls: Default::default(),
+            dry_run: Default::default(),
         })
     }
 }
@@ -241,6 +244,7 @@ impl starvation::orchestrator::Orchestrator for FakeOrchestrator {
                 name: service.to_owned(),
                 replicas: self.replicas(service),
                 bounds: Default::default(),
+                dry_run: self.dry_run.load(std::sync::atomic::Ordering::SeqCst),
             })
         })
     }
