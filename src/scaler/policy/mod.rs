@@ -8,66 +8,16 @@
 
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::alert::Status;
-use super::behavior::{self, Behavior, History};
+use super::behavior::{self, History};
 use crate::orchestrator::Bounds;
 
-#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PolicyKind {
-    /// +step per new firing alert (the paper's behaviour, minus its bugs).
-    Step,
-    /// Kubernetes HPA's formula: desired = ceil(value / target), with a 10 % tolerance.
-    Proportional,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PolicyConfig {
-    pub kind: PolicyKind,
-    /// Per-replica target of the alert's `value` annotation (proportional policy) and of the
-    /// reconciliation query.
-    pub target: f64,
-    /// HPA's behavior (tolerance, stabilization, rate policies) for proportional decisions.
-    pub behavior: Behavior,
-    /// A reconciliation loop owns scale-down: the quiet-period step-down is off.
-    pub reconciling: bool,
-    pub cooldown: Duration,
-    pub scale_down_delay: Duration,
-    pub scale_down: bool,
-    /// A firing alert neither re-sent nor resolved for this long is forgotten, as if resolved
-    /// (a lost resolve, an Alertmanager restart).
-    pub firing_ttl: Duration,
-    /// An alert that fires again this soon after its resolve continues its episode (a rule
-    /// without `for` flapping around its threshold is one episode, not one per flap).
-    pub flap_window: Duration,
-}
-
-/// `alertapi`'s defaults (its flags use the same values).
-pub const DEFAULT_TARGET: f64 = 20.0;
-pub const DEFAULT_TOLERANCE: f64 = 0.1;
-pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(15);
-pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(60);
-pub const DEFAULT_FIRING_TTL: Duration = Duration::from_secs(3600);
-pub const DEFAULT_FLAP_WINDOW: Duration = Duration::from_secs(60);
-
-impl PolicyConfig {
-    /// The step policy (the paper's) with `cooldown`, scaling down or not, other values default.
-    pub fn step(cooldown: Duration, scale_down: bool) -> Self {
-        PolicyConfig {
-            kind: PolicyKind::Step,
-            target: DEFAULT_TARGET,
-            behavior: Behavior::default(),
-            reconciling: false,
-            cooldown,
-            scale_down_delay: DEFAULT_SCALE_DOWN_DELAY,
-            scale_down,
-            firing_ttl: DEFAULT_FIRING_TTL,
-            flap_window: DEFAULT_FLAP_WINDOW,
-        }
-    }
-}
+mod config;
+mod pass;
+pub use config::*;
+use pass::Pass;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -196,23 +146,6 @@ pub struct ServiceMemory {
     quiet_since: Option<Instant>,
     /// Proportional decisions' recommendations and changes, for HPA's behavior.
     history: History,
-}
-
-/// The running state of one plan: replicas and cooldown as they would be after the alerts so
-/// far, and what happened to each.
-struct Pass {
-    replicas: u32,
-    last_up: Option<Instant>,
-    seen: Vec<Key>,
-    seen_set: HashSet<Key>,
-    scaled: Option<String>,
-    first: Option<String>,
-    duplicates: usize,
-    held: usize,
-    at_max: usize,
-    no_more: usize,
-    firing: usize,
-    capped: bool,
 }
 
 impl ServiceMemory {
@@ -660,79 +593,5 @@ impl ServiceMemory {
     }
 }
 
-impl Pass {
-    fn new(replicas: u32, last_up: Option<Instant>) -> Pass {
-        Pass {
-            replicas,
-            last_up,
-            seen: vec![],
-            seen_set: HashSet::new(),
-            scaled: None,
-            first: None,
-            duplicates: 0,
-            held: 0,
-            at_max: 0,
-            no_more: 0,
-            firing: 0,
-            capped: false,
-        }
-    }
-
-    fn remember(&mut self, key: Key) {
-        if self.seen_set.insert(key.clone()) {
-            self.seen.push(key);
-        }
-    }
-
-    fn first_reason(&mut self, reason: impl FnOnce() -> String) {
-        if self.first.is_none() {
-            self.first = Some(reason());
-        }
-    }
-
-    /// The scale-up's reason (else the first alert's), with a count of the others: bounded
-    /// whatever the number of alerts.
-    fn reason(&self) -> Option<String> {
-        let main = self.scaled.clone().or_else(|| self.first.clone())?;
-        if self.firing <= 1 {
-            return Some(main);
-        }
-        let parts: Vec<String> = [
-            (self.duplicates, "already acted on"),
-            (self.held, "held back by the cooldown"),
-            (self.at_max, "at max"),
-            (self.no_more, "needing no more replicas"),
-        ]
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}"))
-        .collect();
-        Some(format!(
-            "{main} ({} firing alerts: {})",
-            self.firing,
-            parts.join(", ")
-        ))
-    }
-
-    fn into_plan(self, service: &str, current: u32, reason: String) -> Plan {
-        Plan {
-            decision: Decision {
-                service: service.to_owned(),
-                from: current,
-                to: self.replicas,
-                action: if self.replicas > current {
-                    Action::ScaleUp
-                } else {
-                    Action::None
-                },
-                reason,
-            },
-            seen_keys: self.seen,
-            wants_more: self.at_max > 0 || self.capped,
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "policy_tests.rs"]
 mod tests;

@@ -4,6 +4,7 @@
 use super::*;
 use crate::scaler::behavior::Behavior;
 use proptest::prelude::*;
+use std::time::Duration;
 
 fn cfg(kind: PolicyKind) -> PolicyConfig {
     PolicyConfig {
