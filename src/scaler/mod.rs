@@ -117,7 +117,7 @@ pub struct Opts {
     /// Reconcile from this Prometheus (e.g. http://prometheus:9090): every --reconcile-every,
     /// each allowed service's --query is decided by HPA's formula and behavior, up and down, so
     /// a lost or held-back notification cannot stall scaling. Scale-down is then the loop's.
-    #[arg(long, env = "STARVATION_PROMETHEUS")]
+    #[arg(long, env = "STARVATION_PROMETHEUS_URL")]
     pub prometheus: Option<String>,
 
     /// The reconciliation query, `{service}` standing for the service; one number (the total
