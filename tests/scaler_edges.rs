@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    FakeOrchestrator, Proc, free_port, rss_bytes, spawn_listening, start_scaler, starvation_bin,
-    webhook,
+    FakeOrchestrator, Proc, free_port, get_text, rss_bytes, spawn_listening, start_scaler,
+    starvation_bin, webhook,
 };
 use serde_json::json;
 use std::io::{Read, Write};
@@ -207,18 +207,8 @@ async fn events_and_the_status_page_stay_small_under_floods_of_long_names() {
         }
         assert_eq!(post(addr, None, &body).await.0, 200);
     }
-    let events = reqwest::get(format!("http://{addr}/events"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let page = reqwest::get(format!("http://{addr}/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let events = get_text(&format!("http://{addr}/events")).await;
+    let page = get_text(&format!("http://{addr}/")).await;
     eprintln!(
         "after 30,000 alerts: /events {} bytes, status page {} bytes",
         events.len(),
@@ -313,12 +303,7 @@ async fn small_ones_scheme_case_field_names_and_replicas_from_the_start() {
     let server = start_scaler(&["--default-service", "web"], Some(TOKEN), fake.clone()).await;
     let addr = server.local_addr();
     // The gauge is there before any decision.
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&format!("http://{addr}/metrics")).await;
     assert!(
         metrics.contains("starvation_service_replicas{service=\"web\"} 3"),
         "{metrics}"

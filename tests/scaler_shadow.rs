@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{FakeOrchestrator, start_scaler, webhook};
+use common::{FakeOrchestrator, get_text, start_scaler, webhook};
 use std::sync::atomic::Ordering;
 
 const T1: &str = "2026-11-22T10:00:00Z";
@@ -45,12 +45,7 @@ async fn shadow_mode_decides_reports_and_scales_nothing() {
         );
         assert_eq!(fake.scale_calls.load(Ordering::SeqCst), 0);
         assert_eq!(fake.replicas("web"), 1);
-        let metrics = reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = get_text(&format!("http://{addr}/metrics")).await;
         for line in [
             r#"starvation_desired_replicas{service="web"} 2"#,
             r#"starvation_scaling_blocked{service="web",reason="dry_run"} 1"#,
@@ -67,12 +62,7 @@ async fn shadow_mode_decides_reports_and_scales_nothing() {
             .await
             .unwrap();
         assert_eq!(events["events"][0]["dry_run"], true, "{events}");
-        let metrics = reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = get_text(&format!("http://{addr}/metrics")).await;
         for line in [
             r#"starvation_desired_replicas{service="web"} 1"#,
             r#"starvation_scaling_blocked{service="web",reason="dry_run"} 0"#,
@@ -96,12 +86,7 @@ async fn a_service_pinned_at_max_is_reported_blocked() {
     .await;
     let d = fire(server.local_addr(), "fp1").await;
     assert_eq!(d["action"], "none");
-    let metrics = reqwest::get(format!("http://{}/metrics", server.local_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&format!("http://{}/metrics", server.local_addr())).await;
     assert!(
         metrics.contains(r#"starvation_scaling_blocked{service="web",reason="at_max"} 1"#),
         "{metrics}"

@@ -396,9 +396,15 @@ impl Controller {
     /// A failed scale-down is retried next tick, a failed held-back scale-up by the alert's
     /// next repeat.
     pub async fn run_once(&self) -> Vec<Decision> {
+        // Only services the scaler has heard of: a service with no memory has nothing due, and
+        // each visit costs an orchestrator call every second.
+        let services: Vec<(String, Arc<tokio::sync::Mutex<ServiceMemory>>)> = {
+            let map = self.memories.lock().unwrap_or_else(|e| e.into_inner());
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
         let mut done = vec![];
-        for service in &self.cfg.allow {
-            let memory = self.memory(service);
+        for (service, memory) in &services {
+            let service = service.as_str();
             let mut memory = memory.lock().await;
             let seen = match self.seen(service).await {
                 Ok(s) => s,

@@ -148,6 +148,11 @@ pub fn spawn_listening(mut cmd: Command, name: &str) -> (Proc, SocketAddr) {
     (proc, addr)
 }
 
+/// The body of `GET url`, as text.
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 /// Resident memory of process `pid`, in bytes (`VmRSS` of /proc/PID/status).
 pub fn rss_bytes(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -395,14 +395,7 @@ impl ServiceMemory {
                 ),
             ),
             (PolicyKind::Proportional, Some(value)) => {
-                let desired = behavior::recommend(value, cfg.target, current, &cfg.behavior);
-                let n = self.history.normalize(
-                    &cfg.behavior,
-                    current,
-                    desired,
-                    (bounds.min, bounds.max),
-                    now,
-                );
+                let (desired, n) = self.proportional(value, current, bounds, cfg, now);
                 let why = format!(
                     "{name} firing: value {} / target {} per replica = {} replicas",
                     number(value),
@@ -441,6 +434,26 @@ impl ServiceMemory {
         self.history.record(current, to, now);
     }
 
+    /// HPA's recommendation for a service total `value`, and what its behavior lets through.
+    fn proportional(
+        &mut self,
+        value: f64,
+        current: u32,
+        bounds: Bounds,
+        cfg: &PolicyConfig,
+        now: Instant,
+    ) -> (u32, behavior::Normalized) {
+        let desired = behavior::recommend(value, cfg.target, current, &cfg.behavior);
+        let n = self.history.normalize(
+            &cfg.behavior,
+            current,
+            desired,
+            (bounds.min, bounds.max),
+            now,
+        );
+        (desired, n)
+    }
+
     /// One reconciliation: `value` of the service's query, decided by HPA's formula and
     /// behavior like a proportional alert, in both directions.
     pub fn reconcile(
@@ -452,14 +465,7 @@ impl ServiceMemory {
         cfg: &PolicyConfig,
         now: Instant,
     ) -> Option<Plan> {
-        let desired = behavior::recommend(value, cfg.target, current, &cfg.behavior);
-        let n = self.history.normalize(
-            &cfg.behavior,
-            current,
-            desired,
-            (bounds.min, bounds.max),
-            now,
-        );
+        let (desired, n) = self.proportional(value, current, bounds, cfg, now);
         let up = n.replicas > current;
         if n.replicas == current
             || (!up && !cfg.scale_down)
