@@ -203,7 +203,8 @@ impl Backend for LocalBackend {
 }
 
 /// The real k6 on `plan`; its JSON output, read each second, feeds the recorder. Its files live
-/// in a temporary folder that goes with the run (k6 is killed if the run is dropped early).
+/// in a temporary folder that goes with the recorder (k6 is killed if the run is dropped
+/// early): the recorder's last tick, after k6 has exited, reads k6's final samples from it.
 fn start_k6(plan: &crate::load::Plan) -> anyhow::Result<RunningLoad> {
     let dir = tempfile::Builder::new()
         .prefix("starvation-k6-")
@@ -211,11 +212,13 @@ fn start_k6(plan: &crate::load::Plan) -> anyhow::Result<RunningLoad> {
         .context("a folder for k6's output")?;
     let k6 = crate::load::k6::K6Run::spawn(plan, dir.path())?;
     let mut tail = k6.tail();
-    let recorder = LoadRecorder::from_source(move || tail.snapshot());
+    let recorder = LoadRecorder::from_source(move || {
+        let _output = &dir;
+        tail.snapshot()
+    });
     let start = Utc::now();
     let done = Box::pin(async move {
         let summary = k6.wait().await?;
-        drop(dir);
         Ok(LoadEnd {
             start,
             end: Utc::now(),
