@@ -222,36 +222,23 @@ async fn same_iterations_at_the_same_moments(profile: Profile) {
     );
     // Each generator is a process on a shared machine, and a scheduler hiccup of either delays
     // some starts by tens of milliseconds (seen in CI: 592/617 within 5 ms, worst 25 ms, while
-    // quiet runs give 617/617). So the schedule is compared where such noise cannot reach: the
-    // typical start agrees within 2 ms, and every second of the profile sees the same number of
-    // starts (±1: a delayed start may cross a second's boundary). A different ramp, rounding or
-    // end rule changes whole seconds' counts.
+    // quiet runs give 617/617). Counting starts per second does not survive that either: at 50/s
+    // starts fall exactly on whole seconds, so a 0.3 ms jitter moves one across each boundary of
+    // a second in either run (seen in CI: k6 49, ours 51, with 498/499 within 5 ms). So the
+    // schedules are compared by index: a different ramp, rounding or start rule shifts every
+    // later start by a whole gap between starts (at least 20 ms in these profiles), so most
+    // starts would miss; noise leaves the typical start within 2 ms and at least 90 % within
+    // 5 ms. A different end rule changes the count, asserted above.
     assert!(
         by_size[n / 2] < 0.002,
         "median start difference {:.2} ms",
         by_size[n / 2] * 1e3
     );
-    let per_second = |arrivals: &[f64]| {
-        let mut counts = vec![0i64; arrivals.iter().fold(0.0f64, |a, b| a.max(*b)) as usize + 2];
-        for a in arrivals {
-            counts[*a as usize] += 1;
-        }
-        counts
-    };
-    // Ours shifted by the constant offset, so both count the same seconds.
-    let ours_shifted: Vec<f64> = ours.iter().map(|t| (t + shift).max(0.0)).collect();
-    let (a, b) = (per_second(&theirs), per_second(&ours_shifted));
-    for second in 0..a.len().max(b.len()) {
-        let (x, y) = (
-            a.get(second).copied().unwrap_or(0),
-            b.get(second).copied().unwrap_or(0),
-        );
-        assert!(
-            (x - y).abs() <= 1,
-            "second {second}: k6 started {x}, ours {y} ({within}/{n} within 5 ms, worst {:.1} ms)",
-            worst * 1e3
-        );
-    }
+    assert!(
+        within * 10 >= n * 9,
+        "only {within}/{n} starts within 5 ms of k6's (worst {:.1} ms): the schedules differ",
+        worst * 1e3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
