@@ -1,0 +1,256 @@
+//! Docker Swarm through the Engine API (bollard): replicas of a replicated service, scaling it,
+//! and the services labelled `starvation.managed=true`.
+//!
+//! Scaling is the Engine's optimistic-concurrency protocol: inspect the service, change only
+//! `Mode.Replicated.Replicas` in the inspected spec, send the whole spec back with the inspected
+//! `Version.Index`. When someone else updated the service in between, the Engine answers
+//! "update out of sequence"; then re-inspect and try again, a bounded number of times.
+//!
+//! The spec makes that round trip as the Engine's raw JSON, never through bollard's models:
+//! they drop what they do not know or misname (bollard-stubs 1.53 calls the container spec's
+//! `Healthcheck` `HealthCheck`), and a spec sent back without its healthcheck makes Swarm
+//! restart every task on each scale. bollard serves the read-only calls.
+//!
+//! The Engine calls sit behind [`ServiceApi`] so the retry and spec-mutation logic is tested
+//! with a scripted fake, and so an integration test can inject an out-of-band update between
+//! the inspect and the update.
+
+mod engine;
+mod labels;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::models::{Service, ServiceSpec};
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::{Orchestrator, OrchestratorError, ServiceStatus};
+pub use engine::{ApiError, EngineApi, ServiceApi};
+pub use labels::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Updates attempted in total before giving up with [`OrchestratorError::Conflict`].
+    pub attempts: u32,
+    /// Wait before the second attempt; doubles per attempt (at most 2 s), plus up to 50 % jitter.
+    pub backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 5,
+            backoff: Duration::from_millis(25),
+        }
+    }
+}
+
+impl Retry {
+    fn delay(&self, failed_attempt: u32) -> Duration {
+        let base = (self.backoff * 2u32.saturating_pow(failed_attempt.saturating_sub(1)))
+            .min(Duration::from_secs(2));
+        // Jitter so two writers that collided do not collide again in lockstep.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        base + base.mul_f64(f64::from(nanos % 500) / 1000.0)
+    }
+}
+
+/// [`Orchestrator`] for Docker Swarm services.
+#[derive(Clone)]
+pub struct SwarmOrchestrator {
+    api: Arc<dyn ServiceApi>,
+    retry: Retry,
+}
+
+impl SwarmOrchestrator {
+    /// Connects to the Engine (`DOCKER_HOST` or the unix socket).
+    pub async fn connect() -> Result<SwarmOrchestrator, OrchestratorError> {
+        Ok(SwarmOrchestrator::with_api(EngineApi::connect().await?))
+    }
+
+    pub fn with_api(api: impl ServiceApi) -> SwarmOrchestrator {
+        SwarmOrchestrator {
+            api: Arc::new(api),
+            retry: Retry::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: Retry) -> SwarmOrchestrator {
+        self.retry = retry;
+        self
+    }
+
+    async fn scale_inner(&self, service: &str, replicas: u32) -> Result<(), OrchestratorError> {
+        let attempts = self.retry.attempts.max(1);
+        for attempt in 1..=attempts {
+            let inspected = self
+                .api
+                .inspect(service)
+                .await
+                .map_err(|e| api_err(service, e))?;
+            let id = inspected["ID"].as_str().unwrap_or(service).to_string();
+            let version = inspected["Version"]["Index"]
+                .as_u64()
+                .ok_or_else(|| backend(service, "the Engine returned no Version.Index"))?;
+            let mut spec = inspected
+                .get("Spec")
+                .filter(|s| s.is_object())
+                .cloned()
+                .ok_or_else(|| backend(service, "the Engine returned no Spec"))?;
+            let current = replicas_in(service, &typed_spec(service, &spec)?)?;
+            if current == replicas {
+                tracing::debug!(service, replicas, "already at the desired replicas");
+                return Ok(());
+            }
+            set_replicas(&mut spec, replicas);
+            match self.api.update(&id, version, spec).await {
+                Ok(()) => {
+                    tracing::info!(service, from = current, to = replicas, attempt, "scaled");
+                    return Ok(());
+                }
+                Err(ApiError::OutOfSequence(msg)) => {
+                    tracing::info!(service, attempt, version, "update lost a race ({msg})");
+                    if attempt < attempts {
+                        tokio::time::sleep(self.retry.delay(attempt)).await;
+                    }
+                }
+                Err(e) => return Err(api_err(service, e)),
+            }
+        }
+        Err(OrchestratorError::Conflict {
+            service: service.to_string(),
+            attempts,
+        })
+    }
+}
+
+/// Read a raw spec through bollard's model (reading only; never sent back).
+fn typed_spec(service: &str, spec: &Value) -> Result<ServiceSpec, OrchestratorError> {
+    serde_json::from_value(spec.clone())
+        .map_err(|e| backend(service, &format!("unreadable service spec: {e}")))
+}
+
+impl Orchestrator for SwarmOrchestrator {
+    fn status<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<ServiceStatus, OrchestratorError>> {
+        Box::pin(async move {
+            let inspected = self
+                .api
+                .inspect(service)
+                .await
+                .map_err(|e| api_err(service, e))?;
+            let typed: Service = serde_json::from_value(inspected)
+                .map_err(|e| backend(service, &format!("unreadable service: {e}")))?;
+            status_of(service, &typed)
+        })
+    }
+
+    fn scale<'a>(
+        &'a self,
+        service: &'a str,
+        replicas: u32,
+    ) -> BoxFuture<'a, Result<(), OrchestratorError>> {
+        Box::pin(self.scale_inner(service, replicas))
+    }
+
+    fn services(&self) -> BoxFuture<'_, Result<Vec<ServiceStatus>, OrchestratorError>> {
+        Box::pin(async move {
+            let label = format!("{LABEL_MANAGED}=true");
+            let listed = self.api.list_labelled(&label).await.map_err(|e| {
+                OrchestratorError::Backend(format!("listing services ({label}): {e}"))
+            })?;
+            let mut out = Vec::with_capacity(listed.len());
+            for service in &listed {
+                let name = service
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.name.clone())
+                    .or_else(|| service.id.clone())
+                    .unwrap_or_default();
+                match status_of(&name, service) {
+                    Ok(status) => out.push(status),
+                    // One misconfigured service must not hide the others; scaling it reports
+                    // the same error to whoever asks.
+                    Err(e) => tracing::warn!(service = name, "not managed: {e}"),
+                }
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("swarm ({})", self.api.endpoint())
+    }
+}
+
+fn backend(service: &str, msg: &str) -> OrchestratorError {
+    OrchestratorError::Backend(format!("service {service:?}: {msg}"))
+}
+
+fn api_err(service: &str, e: ApiError) -> OrchestratorError {
+    match e {
+        ApiError::NotFound => OrchestratorError::NotFound(service.to_string()),
+        other => backend(service, &format!("Docker Engine API: {other}")),
+    }
+}
+
+fn status_of(service: &str, inspected: &Service) -> Result<ServiceStatus, OrchestratorError> {
+    let spec = inspected
+        .spec
+        .as_ref()
+        .ok_or_else(|| backend(service, "the Engine returned no Spec"))?;
+    Ok(ServiceStatus {
+        name: spec.name.clone().unwrap_or_else(|| service.to_string()),
+        replicas: replicas_in(service, spec)?,
+        bounds: bounds_from_labels(service, spec.labels.as_ref())?,
+        dry_run: dry_run_from_labels(service, spec.labels.as_ref())?,
+    })
+}
+
+/// Desired replicas of a replicated service; global services and jobs are refused.
+fn replicas_in(service: &str, spec: &ServiceSpec) -> Result<u32, OrchestratorError> {
+    let Some(mode) = spec.mode.as_ref() else {
+        // The Engine defaults a service without a mode to one replica.
+        return Ok(1);
+    };
+    if mode.global.is_some() || mode.global_job.is_some() {
+        return Err(OrchestratorError::GlobalMode(service.to_string()));
+    }
+    if mode.replicated_job.is_some() {
+        return Err(backend(
+            service,
+            "is a replicated job (runs to completion) and cannot be scaled",
+        ));
+    }
+    let replicas = mode
+        .replicated
+        .as_ref()
+        .map(|r| r.replicas.unwrap_or(1))
+        .unwrap_or(1);
+    u32::try_from(replicas).map_err(|_| backend(service, &format!("has {replicas} replicas")))
+}
+
+/// Changes `Mode.Replicated.Replicas` and nothing else (call after [`replicas_in`] succeeded).
+fn set_replicas(spec: &mut Value, replicas: u32) {
+    let mode = object_at(spec, "Mode");
+    let replicated = object_at(mode, "Replicated");
+    replicated["Replicas"] = Value::from(replicas);
+}
+
+/// `value[key]` as an object, created if missing.
+fn object_at<'a>(value: &'a mut Value, key: &str) -> &'a mut Value {
+    let slot = &mut value[key];
+    if !slot.is_object() {
+        *slot = Value::Object(Default::default());
+    }
+    slot
+}
