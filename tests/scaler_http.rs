@@ -213,3 +213,39 @@ fn non_loopback_without_token_refuses_to_start() {
     );
     assert!(out.stdout.is_empty(), "nothing started");
 }
+
+/// Several scaler replicas may run on several managers: the ones not on the leader answer 503
+/// (Alertmanager retries) and change nothing, and their periodic checks do nothing either; the
+/// retry that reaches the leader acts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_off_the_leader_answers_503_and_scales_nothing() {
+    let fake = FakeOrchestrator::new(1);
+    fake.follower.store(true, Ordering::SeqCst);
+    let server = start_scaler(&["--default-service", "web"], None, fake.clone()).await;
+    let addr = server.local_addr();
+    let firing = webhook("firing", "fp1", T1, "web").to_string().into_bytes();
+    let (status, body) = post(addr, None, firing.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not the leader"),
+        "{body}"
+    );
+    let metrics = common::get_text(&format!("http://{addr}/metrics")).await;
+    assert_eq!(
+        common::sample(
+            &metrics,
+            "starvation_webhook_requests_total{outcome=\"not_leader\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(fake.scale_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(fake.replicas("web"), 1);
+
+    // Leadership moves here: Alertmanager's retry of the same alert acts, once.
+    fake.follower.store(false, Ordering::SeqCst);
+    let (status, body) = post(addr, None, firing.clone()).await;
+    assert_eq!((status, body["to"].as_u64()), (200, Some(2)), "{body}");
+    assert_eq!(post(addr, None, firing).await.1["action"], "none");
+    assert_eq!(fake.scale_calls.load(Ordering::SeqCst), 1);
+}

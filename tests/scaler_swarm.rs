@@ -433,6 +433,10 @@ impl ServiceApi for OutOfBand {
         self.inner.list_labelled(label)
     }
 
+    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<serde_json::Value, ApiError>> {
+        self.inner.get(path)
+    }
+
     fn endpoint(&self) -> String {
         self.inner.endpoint()
     }

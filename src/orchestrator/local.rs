@@ -198,6 +198,8 @@ impl Orchestrator for LocalOrchestrator {
                 replicas: self.running().await,
                 bounds: BoundsOverride::default(),
                 dry_run: false,
+                tasks: None,
+                ceiling: None,
             })
         })
     }

@@ -34,6 +34,20 @@ impl Bounds {
     }
 }
 
+/// A service's tasks as readiness counts them (orchestrators that place tasks on nodes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tasks {
+    /// Running, and healthy where the service has a healthcheck (Swarm reports such a task
+    /// `starting` until its check passes).
+    pub ready: u32,
+    /// Meant to run, not ready yet (new, pending, assigned, preparing, starting).
+    pub starting: u32,
+    /// Pending because no node can take them (`no suitable node …`).
+    pub unplaceable: u32,
+    /// The Engine's reason for one unplaceable task.
+    pub unplaceable_reason: Option<String>,
+}
+
 /// What an orchestrator knows about one service.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServiceStatus {
@@ -43,6 +57,11 @@ pub struct ServiceStatus {
     pub bounds: BoundsOverride,
     /// Shadow mode (Swarm label `starvation.dry-run=true`): decide and report, never scale.
     pub dry_run: bool,
+    /// Where the tasks are; `None` when every desired replica counts as ready (local).
+    pub tasks: Option<Tasks>,
+    /// The most replicas the nodes can place (Swarm: `max_replicas_per_node` × the nodes that
+    /// satisfy the placement constraints); `None` when unlimited.
+    pub ceiling: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +82,9 @@ pub enum OrchestratorError {
     },
     #[error("service {service:?}: update still out of sequence after {attempts} attempts")]
     Conflict { service: String, attempts: u32 },
+    /// Another scaler instance acts (Swarm: only the one on the leader manager does).
+    #[error("{0}")]
+    NotLeader(String),
     #[error("{0}")]
     Backend(String),
 }
@@ -84,6 +106,13 @@ pub trait Orchestrator: Send + Sync + 'static {
 
     /// The services this orchestrator manages.
     fn services(&self) -> BoxFuture<'_, Result<Vec<ServiceStatus>, OrchestratorError>>;
+
+    /// Whether this scaler may act now. Several scaler replicas may run (on several Swarm
+    /// managers); only the one whose Engine is the leader acts, the others answer
+    /// [`OrchestratorError::NotLeader`] so Alertmanager retries, reaching the leader.
+    fn may_act(&self) -> BoxFuture<'_, Result<(), OrchestratorError>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// For logs and the status page, e.g. "swarm (unix:///var/run/docker.sock)".
     fn describe(&self) -> String;

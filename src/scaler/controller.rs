@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::alert::{Alert, Notification};
+use super::capacity::Capacity;
 use super::metrics::{ScaleLabels, ScalerMetrics, ServiceLabels};
 use super::policy::{
     Action, AlertFact, Decision, FiringAlert, Plan, PolicyConfig, PolicyKind, ServiceMemory,
@@ -28,6 +29,9 @@ pub enum HandleError {
         service: String,
         source: OrchestratorError,
     },
+    /// Another scaler replica acts (Swarm: the one on the leader); Alertmanager retries.
+    #[error("{0}")]
+    NotLeader(String),
     #[error("service {service:?} has invalid bounds {bounds:?}: need 1 <= step and min <= max")]
     BadBounds { service: String, bounds: Bounds },
 }
@@ -64,8 +68,10 @@ pub struct Event {
 /// What the orchestrator says of a service now, with the bounds that apply.
 struct Seen {
     replicas: u32,
+    /// The configured bounds (flags and labels); decisions use `capacity.bounds(bounds)`.
     bounds: Bounds,
     dry_run: bool,
+    capacity: Capacity,
 }
 
 /// What the status page shows for one service.
@@ -192,6 +198,7 @@ impl Controller {
     /// Handle one webhook: every alert is checked before anything changes; then one decision
     /// per service, serialized with any other decision for that service.
     pub async fn handle(&self, n: &Notification) -> Result<Vec<Decision>, HandleError> {
+        self.may_act().await?;
         let mut by_service: BTreeMap<&str, Vec<AlertFact>> = BTreeMap::new();
         for alert in &n.alerts {
             let value = match self.cfg.policy.kind {
@@ -208,14 +215,15 @@ impl Controller {
             let memory = self.memory(service);
             let mut memory = memory.lock().await;
             let seen = self.seen(service).await?;
-            let plan = memory.plan(
+            let mut plan = memory.plan(
                 service,
                 &facts,
-                seen.replicas,
-                seen.bounds,
+                seen.capacity.ready(),
+                seen.capacity.bounds(seen.bounds),
                 &self.cfg.policy,
                 Instant::now(),
             );
+            seen.capacity.settle(&mut plan);
             let decision = self
                 .apply(&mut memory, &plan, &seen, Some(alert_names(&facts)))
                 .await?;
@@ -270,6 +278,17 @@ impl Controller {
         Ok(d)
     }
 
+    /// Whether this scaler replica acts (Swarm: only the one on the leader manager).
+    async fn may_act(&self) -> Result<(), HandleError> {
+        self.orchestrator.may_act().await.map_err(|e| match e {
+            OrchestratorError::NotLeader(why) => HandleError::NotLeader(why),
+            source => HandleError::Orchestrator {
+                service: "(any)".to_owned(),
+                source,
+            },
+        })
+    }
+
     /// Every allowed service's replicas into `starvation_service_replicas`, so the metric is
     /// there before the first decision.
     pub async fn refresh_replicas(&self) {
@@ -300,10 +319,14 @@ impl Controller {
                 bounds,
             });
         }
+        let capacity = Capacity::of(&status);
+        self.metrics
+            .blocked(service, "no_node", capacity.blocked().is_some());
         Ok(Seen {
             replicas: status.replicas,
             bounds,
             dry_run: status.dry_run,
+            capacity,
         })
     }
 
@@ -402,6 +425,10 @@ impl Controller {
             let map = self.memories.lock().unwrap_or_else(|e| e.into_inner());
             map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         };
+        if let Err(e) = self.may_act().await {
+            tracing::debug!("periodic check skipped: {e}");
+            return vec![];
+        }
         let mut done = vec![];
         for (service, memory) in &services {
             let service = service.as_str();
@@ -413,15 +440,16 @@ impl Controller {
                     continue;
                 }
             };
-            let Some(plan) = memory.tick(
+            let Some(mut plan) = memory.tick(
                 service,
                 seen.replicas,
-                seen.bounds,
+                seen.capacity.bounds(seen.bounds),
                 &self.cfg.policy,
                 Instant::now(),
             ) else {
                 continue;
             };
+            seen.capacity.settle(&mut plan);
             match self.apply(&mut memory, &plan, &seen, None).await {
                 Ok(d) => done.push(d),
                 Err(e) => tracing::warn!("{}: {e}", plan.decision.reason),
@@ -456,6 +484,10 @@ impl Controller {
         let Some(rc) = &self.cfg.reconcile else {
             return vec![];
         };
+        if let Err(e) = self.may_act().await {
+            tracing::debug!("reconciliation skipped: {e}");
+            return vec![];
+        }
         let mut done = vec![];
         for service in &self.cfg.allow {
             let value = match rc.value(&self.http, service).await {
@@ -483,7 +515,7 @@ impl Controller {
                 service,
                 (&query, value),
                 seen.replicas,
-                seen.bounds,
+                seen.capacity.bounds(seen.bounds),
                 &self.cfg.policy,
                 Instant::now(),
             ) else {

@@ -214,6 +214,13 @@ async fn handle_alert(
                 outcome: "bad_request",
                 message,
             },
+            // Alertmanager retries; with several scaler replicas behind one name, the retry
+            // may reach the one on the leader.
+            HandleError::NotLeader(message) => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                outcome: "not_leader",
+                message,
+            },
             // 503 makes Alertmanager retry; nothing was remembered, so the retry acts.
             other => ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,

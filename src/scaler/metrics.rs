@@ -84,7 +84,7 @@ impl ScalerMetrics {
         );
         r.register(
             "starvation_webhook_requests",
-            "POST /alert calls by outcome (ok, bad_request, unauthorized, forbidden, too_large, orchestrator_error)",
+            "POST /alert calls by outcome (ok, bad_request, unauthorized, forbidden, too_large, orchestrator_error, not_leader)",
             m.webhook_requests.clone(),
         );
         r.register(

@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod behavior;
+pub mod capacity;
 pub mod controller;
 pub mod http;
 pub mod metrics;

@@ -212,6 +212,8 @@ pub struct FakeOrchestrator {
     pub scale_calls: std::sync::atomic::AtomicU32,
     /// What `status` reports as the service's dry-run label.
     pub dry_run: std::sync::atomic::AtomicBool,
+    /// `may_act` answers "not the leader" while set (a scaler replica on a follower manager).
+    pub follower: std::sync::atomic::AtomicBool,
 }
 
 impl FakeOrchestrator {
@@ -222,6 +224,7 @@ impl FakeOrchestrator {
             fail: Default::default(),
             scale_calls: Default::default(),
             dry_run: Default::default(),
+            follower: Default::default(),
         })
     }
 }
@@ -250,6 +253,8 @@ impl starvation::orchestrator::Orchestrator for FakeOrchestrator {
                 replicas: self.replicas(service),
                 bounds: Default::default(),
                 dry_run: self.dry_run.load(std::sync::atomic::Ordering::SeqCst),
+                tasks: None,
+                ceiling: None,
             })
         })
     }
@@ -288,6 +293,20 @@ impl starvation::orchestrator::Orchestrator for FakeOrchestrator {
         >,
     > {
         Box::pin(async move { Ok(vec![self.status("web").await?]) })
+    }
+
+    fn may_act(
+        &self,
+    ) -> futures::future::BoxFuture<'_, Result<(), starvation::orchestrator::OrchestratorError>>
+    {
+        Box::pin(async move {
+            if self.follower.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(starvation::orchestrator::OrchestratorError::NotLeader(
+                    "this scaler's Swarm manager (10.0.0.2:2377) is not the leader".into(),
+                ));
+            }
+            Ok(())
+        })
     }
 
     fn describe(&self) -> String {

@@ -59,6 +59,10 @@ pub trait ServiceApi: Send + Sync + 'static {
     fn list_labelled<'a>(&'a self, label: &'a str)
     -> BoxFuture<'a, Result<Vec<Service>, ApiError>>;
 
+    /// `GET {path}` (e.g. `/info`, `/nodes`, `/tasks?filters=...`): the Engine's JSON as it
+    /// sent it, for the read-only calls readiness, placement and leadership need.
+    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Value, ApiError>>;
+
     /// Where the API is, for logs ("unix:///var/run/docker.sock").
     fn endpoint(&self) -> String;
 }
@@ -83,6 +87,10 @@ impl<T: ServiceApi + ?Sized> ServiceApi for Arc<T> {
         label: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Service>, ApiError>> {
         (**self).list_labelled(label)
+    }
+
+    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Value, ApiError>> {
+        (**self).get(path)
     }
 
     fn endpoint(&self) -> String {
@@ -221,12 +229,19 @@ impl ServiceApi for EngineApi {
         })
     }
 
+    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let url = format!("{}{path}", self.raw_base);
+            self.raw_call(self.raw.get(url)).await
+        })
+    }
+
     fn endpoint(&self) -> String {
         self.endpoint.clone()
     }
 }
 
 /// A service name or ID as one URL path segment.
-fn url_segment(s: &str) -> String {
+pub(super) fn url_segment(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -17,11 +17,12 @@
 
 mod engine;
 mod labels;
+mod placement;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bollard::models::{Service, ServiceSpec};
 use futures::future::BoxFuture;
@@ -66,7 +67,13 @@ impl Retry {
 pub struct SwarmOrchestrator {
     api: Arc<dyn ServiceApi>,
     retry: Retry,
+    /// The last leadership answer and when it was had: asked at most every `LEADER_TTL`.
+    leader: Arc<Mutex<Option<(Instant, Result<(), String>)>>>,
 }
+
+/// How long a leadership answer is trusted; a new leader takes over within it (Alertmanager
+/// retries meanwhile).
+const LEADER_TTL: Duration = Duration::from_secs(2);
 
 impl SwarmOrchestrator {
     /// Connects to the Engine (`DOCKER_HOST` or the unix socket).
@@ -78,12 +85,35 @@ impl SwarmOrchestrator {
         SwarmOrchestrator {
             api: Arc::new(api),
             retry: Retry::default(),
+            leader: Arc::new(Mutex::new(None)),
         }
     }
 
     pub fn with_retry(mut self, retry: Retry) -> SwarmOrchestrator {
         self.retry = retry;
         self
+    }
+
+    /// `/info` and this node's `/nodes/{id}`: is this Engine the Swarm leader? An Engine that
+    /// does not answer is an error (no answer is cached), not a "no".
+    async fn ask_leadership(&self) -> Result<Result<(), String>, OrchestratorError> {
+        let fail = |e: ApiError| OrchestratorError::Backend(format!("Swarm leadership: {e}"));
+        let info = self.api.get("/info").await.map_err(fail)?;
+        let Some(node_id) = info["Swarm"]["NodeID"].as_str().filter(|id| !id.is_empty()) else {
+            return Ok(Err(
+                "this scaler's Docker Engine is not part of a Swarm: docker swarm init (or join)"
+                    .to_owned(),
+            ));
+        };
+        if info["Swarm"]["ControlAvailable"] != true {
+            return Ok(placement::leadership(&info, &serde_json::Value::Null));
+        }
+        let node = self
+            .api
+            .get(&format!("/nodes/{}", engine::url_segment(node_id)))
+            .await
+            .map_err(fail)?;
+        Ok(placement::leadership(&info, &node))
     }
 
     async fn scale_inner(&self, service: &str, replicas: u32) -> Result<(), OrchestratorError> {
@@ -147,9 +177,41 @@ impl Orchestrator for SwarmOrchestrator {
                 .inspect(service)
                 .await
                 .map_err(|e| api_err(service, e))?;
-            let typed: Service = serde_json::from_value(inspected)
+            let typed: Service = serde_json::from_value(inspected.clone())
                 .map_err(|e| backend(service, &format!("unreadable service: {e}")))?;
-            status_of(service, &typed)
+            let mut status = status_of(service, &typed)?;
+            // Readiness and placement inform decisions but must not stop them: an Engine that
+            // cannot list tasks leaves the spec's count as the ready count.
+            let id = inspected["ID"].as_str().unwrap_or(service);
+            match self.api.get(&placement::tasks_path(id)).await {
+                Ok(tasks) => status.tasks = Some(placement::count_tasks(&tasks)),
+                Err(e) => tracing::warn!(service, "listing its tasks: {e}"),
+            }
+            if inspected["Spec"]["TaskTemplate"]["Placement"]["MaxReplicas"].as_u64() > Some(0) {
+                match self.api.get("/nodes").await {
+                    Ok(nodes) => status.ceiling = placement::ceiling(&inspected["Spec"], &nodes),
+                    Err(e) => tracing::warn!(service, "listing the nodes: {e}"),
+                }
+            }
+            Ok(status)
+        })
+    }
+
+    fn may_act(&self) -> BoxFuture<'_, Result<(), OrchestratorError>> {
+        Box::pin(async move {
+            if let Some((at, answer)) = self
+                .leader
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                && at.elapsed() < LEADER_TTL
+            {
+                return answer.map_err(OrchestratorError::NotLeader);
+            }
+            let answer = self.ask_leadership().await?;
+            *self.leader.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((Instant::now(), answer.clone()));
+            answer.map_err(OrchestratorError::NotLeader)
         })
     }
 
@@ -213,6 +275,8 @@ fn status_of(service: &str, inspected: &Service) -> Result<ServiceStatus, Orches
         replicas: replicas_in(service, spec)?,
         bounds: bounds_from_labels(service, spec.labels.as_ref())?,
         dry_run: dry_run_from_labels(service, spec.labels.as_ref())?,
+        tasks: None,
+        ceiling: None,
     })
 }
 

@@ -107,6 +107,11 @@ impl ServiceApi for Fake {
         })
     }
 
+    /// Tasks, nodes and leadership are not scripted: readiness stays unknown.
+    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move { Err(ApiError::Other(format!("GET {path} is not scripted"))) })
+    }
+
     fn endpoint(&self) -> String {
         "fake://".into()
     }
@@ -305,6 +310,8 @@ async fn status_reads_replicas_and_bound_labels() {
                 step: None
             },
             dry_run: false,
+            tasks: None,
+            ceiling: None,
         }
     );
 }

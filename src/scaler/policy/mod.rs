@@ -98,6 +98,18 @@ pub struct Plan {
     pub wants_more: bool,
 }
 
+impl Plan {
+    /// A plan that remembers nothing beyond its decision (tests of what wraps the policy).
+    #[cfg(test)]
+    pub fn from_decision(decision: Decision) -> Plan {
+        Plan {
+            decision,
+            seen_keys: vec![],
+            wants_more: false,
+        }
+    }
+}
+
 /// A firing alert as the status page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FiringAlert {
