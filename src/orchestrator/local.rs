@@ -198,6 +198,7 @@ impl Orchestrator for LocalOrchestrator {
                 replicas: self.running().await,
                 bounds: BoundsOverride::default(),
                 dry_run: false,
+                restore: true,
                 tasks: None,
                 ceiling: None,
             })

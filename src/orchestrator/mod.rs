@@ -4,6 +4,7 @@
 pub mod local;
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 
 pub mod swarm;
 
@@ -57,6 +58,9 @@ pub struct ServiceStatus {
     pub bounds: BoundsOverride,
     /// Shadow mode (Swarm label `starvation.dry-run=true`): decide and report, never scale.
     pub dry_run: bool,
+    /// Restore the scaler's count after an outside change lowered it (Swarm label
+    /// `starvation.restore=false` opts out).
+    pub restore: bool,
     /// Where the tasks are; `None` when every desired replica counts as ready (local).
     pub tasks: Option<Tasks>,
     /// The most replicas the nodes can place (Swarm: `max_replicas_per_node` × the nodes that
@@ -112,6 +116,12 @@ pub trait Orchestrator: Send + Sync + 'static {
     /// [`OrchestratorError::NotLeader`] so Alertmanager retries, reaching the leader.
     fn may_act(&self) -> BoxFuture<'_, Result<(), OrchestratorError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Services changed by someone else (Swarm: `docker stack deploy` resets replicas to the
+    /// stack file's count), by name, as they happen; `None` when nothing else changes them.
+    fn outside_changes(&self) -> Option<BoxStream<'static, Result<String, OrchestratorError>>> {
+        None
     }
 
     /// For logs and the status page, e.g. "swarm (unix:///var/run/docker.sock)".

@@ -66,12 +66,14 @@ pub struct Event {
 }
 
 /// What the orchestrator says of a service now, with the bounds that apply.
-struct Seen {
-    replicas: u32,
+pub(super) struct Seen {
+    pub(super) replicas: u32,
     /// The configured bounds (flags and labels); decisions use `capacity.bounds(bounds)`.
-    bounds: Bounds,
+    pub(super) bounds: Bounds,
     dry_run: bool,
-    capacity: Capacity,
+    /// Restore the scaler's count after an outside change lowered it.
+    pub(super) restore: bool,
+    pub(super) capacity: Capacity,
 }
 
 /// What the status page shows for one service.
@@ -125,6 +127,8 @@ pub struct Controller {
     orchestrator: Arc<dyn Orchestrator>,
     cfg: ControllerConfig,
     memories: Mutex<HashMap<String, Arc<tokio::sync::Mutex<ServiceMemory>>>>,
+    /// The replicas the scaler last set per service, to restore after an outside change.
+    pub(super) scaled_to: Mutex<HashMap<String, u32>>,
     events: Mutex<VecDeque<Event>>,
     audit: Mutex<Option<std::fs::File>>,
     pub metrics: ScalerMetrics,
@@ -149,6 +153,7 @@ impl Controller {
             orchestrator,
             cfg,
             memories: Mutex::new(HashMap::new()),
+            scaled_to: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
             audit: Mutex::new(audit),
             metrics: ScalerMetrics::new(),
@@ -163,7 +168,7 @@ impl Controller {
         &self.orchestrator
     }
 
-    fn memory(&self, service: &str) -> Arc<tokio::sync::Mutex<ServiceMemory>> {
+    pub(super) fn memory(&self, service: &str) -> Arc<tokio::sync::Mutex<ServiceMemory>> {
         let mut map = self.memories.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(service.to_owned()).or_default().clone()
     }
@@ -234,7 +239,7 @@ impl Controller {
 
     /// Carry out a plan (in shadow mode only report it), then remember and record it. `alerts`
     /// is the notification's alert names, `None` for the periodic checks.
-    async fn apply(
+    pub(super) async fn apply(
         &self,
         memory: &mut ServiceMemory,
         plan: &Plan,
@@ -279,7 +284,7 @@ impl Controller {
     }
 
     /// Whether this scaler replica acts (Swarm: only the one on the leader manager).
-    async fn may_act(&self) -> Result<(), HandleError> {
+    pub(super) async fn may_act(&self) -> Result<(), HandleError> {
         self.orchestrator.may_act().await.map_err(|e| match e {
             OrchestratorError::NotLeader(why) => HandleError::NotLeader(why),
             source => HandleError::Orchestrator {
@@ -299,7 +304,7 @@ impl Controller {
         }
     }
 
-    async fn seen(&self, service: &str) -> Result<Seen, HandleError> {
+    pub(super) async fn seen(&self, service: &str) -> Result<Seen, HandleError> {
         let status = self.orchestrator.status(service).await.map_err(|source| {
             HandleError::Orchestrator {
                 service: service.to_owned(),
@@ -326,6 +331,7 @@ impl Controller {
             replicas: status.replicas,
             bounds,
             dry_run: status.dry_run,
+            restore: status.restore,
             capacity,
         })
     }
@@ -342,6 +348,10 @@ impl Controller {
                 source,
             })?;
         tracing::info!("{}: {} -> {} ({})", d.service, d.from, d.to, d.reason);
+        self.scaled_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(d.service.clone(), d.to);
         let (direction, reason) = match d.action {
             Action::ScaleUp => ("up", format!("{:?}", self.cfg.policy.kind).to_lowercase()),
             _ => ("down", "scale_down_delay".to_owned()),

@@ -10,6 +10,7 @@ pub mod http;
 pub mod metrics;
 pub mod policy;
 pub mod reconcile;
+pub mod restore;
 
 use anyhow::Context;
 use clap::Parser;
@@ -396,6 +397,7 @@ pub struct Server {
     stop: CancellationToken,
     serving: tokio::task::JoinHandle<()>,
     ticking: tokio::task::JoinHandle<()>,
+    restoring: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -423,12 +425,14 @@ impl Server {
             stop.clone(),
         ));
         let ticking = tokio::spawn(controller.clone().run(Duration::from_secs(1), stop.clone()));
+        let restoring = tokio::spawn(restore::watch(controller.clone(), stop.clone()));
         Ok(Server {
             addr,
             controller,
             stop,
             serving,
             ticking,
+            restoring,
         })
     }
 
@@ -443,6 +447,7 @@ impl Server {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.stop.cancel();
         let _ = self.ticking.await;
+        let _ = self.restoring.await;
         self.serving.await?;
         Ok(())
     }

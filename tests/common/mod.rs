@@ -253,6 +253,7 @@ impl starvation::orchestrator::Orchestrator for FakeOrchestrator {
                 replicas: self.replicas(service),
                 bounds: Default::default(),
                 dry_run: self.dry_run.load(std::sync::atomic::Ordering::SeqCst),
+                restore: true,
                 tasks: None,
                 ceiling: None,
             })

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::Service;
-use bollard::query_parameters::ListServicesOptions;
+use bollard::query_parameters::{EventsOptions, ListServicesOptions};
+use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use serde_json::Value;
 
 use crate::orchestrator::OrchestratorError;
@@ -63,6 +65,12 @@ pub trait ServiceApi: Send + Sync + 'static {
     /// sent it, for the read-only calls readiness, placement and leadership need.
     fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Value, ApiError>>;
 
+    /// The names of services as the Engine reports them updated (`/events`, type service,
+    /// action update), until the connection ends. Fakes that do not script events end at once.
+    fn service_updates(&self) -> BoxStream<'static, Result<String, ApiError>> {
+        Box::pin(futures::stream::empty())
+    }
+
     /// Where the API is, for logs ("unix:///var/run/docker.sock").
     fn endpoint(&self) -> String;
 }
@@ -91,6 +99,10 @@ impl<T: ServiceApi + ?Sized> ServiceApi for Arc<T> {
 
     fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Value, ApiError>> {
         (**self).get(path)
+    }
+
+    fn service_updates(&self) -> BoxStream<'static, Result<String, ApiError>> {
+        (**self).service_updates()
     }
 
     fn endpoint(&self) -> String {
@@ -234,6 +246,26 @@ impl ServiceApi for EngineApi {
             let url = format!("{}{path}", self.raw_base);
             self.raw_call(self.raw.get(url)).await
         })
+    }
+
+    fn service_updates(&self) -> BoxStream<'static, Result<String, ApiError>> {
+        let options = EventsOptions {
+            filters: Some(HashMap::from([
+                ("type".to_string(), vec!["service".to_string()]),
+                ("event".to_string(), vec!["update".to_string()]),
+            ])),
+            ..Default::default()
+        };
+        Box::pin(
+            self.docker
+                .events(Some(options))
+                .filter_map(|event| async move {
+                    match event {
+                        Ok(e) => e.actor?.attributes?.remove("name").map(Ok),
+                        Err(e) => Some(Err(ApiError::from(e))),
+                    }
+                }),
+        )
     }
 
     fn endpoint(&self) -> String {

@@ -1,4 +1,4 @@
-//! The `starvation.*` service labels: bounds, shadow mode.
+//! The `starvation.*` service labels: bounds, shadow mode, restoring after a redeploy.
 
 use std::collections::HashMap;
 
@@ -10,21 +10,24 @@ pub const LABEL_MIN: &str = "starvation.min";
 pub const LABEL_MAX: &str = "starvation.max";
 pub const LABEL_STEP: &str = "starvation.step";
 pub const LABEL_DRY_RUN: &str = "starvation.dry-run";
+pub const LABEL_RESTORE: &str = "starvation.restore";
 
-/// `starvation.dry-run`: `true` or `false` (absent: false).
-pub fn dry_run_from_labels(
+/// A `true`/`false` label such as `starvation.dry-run` (absent: `default`).
+pub fn flag_from_labels(
     service: &str,
     labels: Option<&HashMap<String, String>>,
+    label: &str,
+    default: bool,
 ) -> Result<bool, OrchestratorError> {
-    let Some(value) = labels.and_then(|l| l.get(LABEL_DRY_RUN)) else {
-        return Ok(false);
+    let Some(value) = labels.and_then(|l| l.get(label)) else {
+        return Ok(default);
     };
     match value.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
         _ => Err(OrchestratorError::BadLabel {
             service: service.to_string(),
-            label: LABEL_DRY_RUN.to_string(),
+            label: label.to_string(),
             value: value.clone(),
             expected: "true or false",
         }),

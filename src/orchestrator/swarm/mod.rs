@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::models::{Service, ServiceSpec};
+use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use serde_json::Value;
 
 use super::{Orchestrator, OrchestratorError, ServiceStatus};
@@ -197,6 +199,12 @@ impl Orchestrator for SwarmOrchestrator {
         })
     }
 
+    fn outside_changes(&self) -> Option<BoxStream<'static, Result<String, OrchestratorError>>> {
+        Some(Box::pin(self.api.service_updates().map(|r| {
+            r.map_err(|e| OrchestratorError::Backend(format!("Docker events: {e}")))
+        })))
+    }
+
     fn may_act(&self) -> BoxFuture<'_, Result<(), OrchestratorError>> {
         Box::pin(async move {
             if let Some((at, answer)) = self
@@ -274,7 +282,8 @@ fn status_of(service: &str, inspected: &Service) -> Result<ServiceStatus, Orches
         name: spec.name.clone().unwrap_or_else(|| service.to_string()),
         replicas: replicas_in(service, spec)?,
         bounds: bounds_from_labels(service, spec.labels.as_ref())?,
-        dry_run: dry_run_from_labels(service, spec.labels.as_ref())?,
+        dry_run: flag_from_labels(service, spec.labels.as_ref(), LABEL_DRY_RUN, false)?,
+        restore: flag_from_labels(service, spec.labels.as_ref(), LABEL_RESTORE, true)?,
         tasks: None,
         ceiling: None,
     })

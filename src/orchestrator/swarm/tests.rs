@@ -310,6 +310,7 @@ async fn status_reads_replicas_and_bound_labels() {
                 step: None
             },
             dry_run: false,
+            restore: true,
             tasks: None,
             ceiling: None,
         }
@@ -349,11 +350,12 @@ fn bad_labels_name_the_label_and_value() {
     );
     let dry = |v: &str| {
         let labels = HashMap::from([(LABEL_DRY_RUN.to_string(), v.to_string())]);
-        dry_run_from_labels("web", Some(&labels))
+        flag_from_labels("web", Some(&labels), LABEL_DRY_RUN, false)
     };
     assert!(dry(" True ").unwrap());
     assert!(!dry("false").unwrap());
-    assert!(!dry_run_from_labels("web", None).unwrap());
+    assert!(!flag_from_labels("web", None, LABEL_DRY_RUN, false).unwrap());
+    assert!(flag_from_labels("web", None, LABEL_RESTORE, true).unwrap());
     let err = dry("yes").unwrap_err().to_string();
     assert!(
         err.contains("starvation.dry-run") && err.contains("true or false"),

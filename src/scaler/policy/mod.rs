@@ -99,8 +99,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// A plan that remembers nothing beyond its decision (tests of what wraps the policy).
-    #[cfg(test)]
+    /// A plan that remembers nothing beyond its decision (restoring after an outside change;
+    /// tests of what wraps the policy).
     pub fn from_decision(decision: Decision) -> Plan {
         Plan {
             decision,
