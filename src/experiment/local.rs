@@ -114,7 +114,10 @@ impl Backend for LocalBackend {
                     step: 1,
                 },
                 // Scale-up alone is measured: no scale-down during a run.
-                PolicyConfig::step(Duration::from_secs(p.cooldown_s), false),
+                PolicyConfig {
+                    flap_window: Duration::from_secs(p.flap_window_s),
+                    ..PolicyConfig::step(Duration::from_secs(p.cooldown_s), false)
+                },
             );
             let s = crate::scaler::Server::start(
                 ([127, 0, 0, 1], 0).into(),

@@ -28,6 +28,10 @@ pub struct Profile {
     /// Seconds between two scale-ups (`alertapi --cooldown`).
     #[serde(default = "default_cooldown")]
     pub cooldown_s: u64,
+    /// Seconds after its resolve within which a re-firing alert continues its episode
+    /// (`alertapi --flap-window`; 0 makes every re-fire a new episode, as the paper's scaler).
+    #[serde(default = "default_flap_window")]
+    pub flap_window_s: u64,
     /// Request timeout (k6 `timeout`), seconds.
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,
@@ -56,6 +60,9 @@ fn one_u32() -> u32 {
 }
 fn default_cooldown() -> u64 {
     15
+}
+fn default_flap_window() -> u64 {
+    crate::scaler::policy::DEFAULT_FLAP_WINDOW.as_secs()
 }
 fn default_timeout() -> u64 {
     60
@@ -93,6 +100,7 @@ impl Profile {
             initial_replicas: 1,
             max_replicas: 5,
             cooldown_s: 15,
+            flap_window_s: default_flap_window(),
             timeout_s: 60,
             graceful_stop_s: 30,
             pre_allocated_vus: 50,
@@ -111,6 +119,7 @@ impl Profile {
             timeout_s: 30,
             graceful_stop_s: 10,
             cooldown_s: 10,
+            flap_window_s: default_flap_window(),
             ..Profile::paper()
         }
     }

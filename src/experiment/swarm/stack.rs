@@ -157,6 +157,7 @@ pub(super) fn stack_for_run(
                 format!("--min={}", p.initial_replicas),
                 format!("--max={}", p.max_replicas),
                 format!("--cooldown={}s", p.cooldown_s),
+                format!("--flap-window={}s", p.flap_window_s),
                 "--no-scale-down".into(),
                 // The run reads the decisions from /events; the secret may predate the run,
                 // so its token is not known here.
