@@ -3,6 +3,7 @@
 binaries, on loopback. A measurement, not a test: it prints figures to quote.
 
     scripts/soak_alertapi.py target/release/starvation [/tmp/starvation-before ...]
+    SOAK_SCENARIOS=slow scripts/soak_alertapi.py target/release/starvation   # only some
 
 Each binary runs `alertapi --orchestrator local` (its replicas are real `starvation serve`
 processes: each scale-up spawns one and waits for it to listen, 100-300 ms) and meets, in turn:
@@ -15,10 +16,14 @@ processes: each scale-up spawns one and waits for it to listen, 100-300 ms) and 
   soak      1,000 concurrent webhooks: 500 distinct alerts, each sent twice (a retry):
             decisions counted (the held-back ones act one per 1 s cooldown), RSS before and
             after
+  slow      the soak against a slow orchestrator: `alertapi --orchestrator swarm` with
+            DOCKER_HOST pointing at a stand-in Docker Engine in this script whose service
+            update takes 200 ms (reads answer at once); the updates it received are counted
 
 Only Python's standard library; RSS from /proc/PID/status (the scaler alone, not its replicas).
 """
 
+import http.server
 import json
 import os
 import socket
@@ -47,12 +52,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(binary, workdir):
+def start(binary, workdir, engine=None):
     env = dict(os.environ, STARVATION_ALERTAPI_TOKEN=TOKEN, RUST_LOG="error")
+    backend = ["--orchestrator", "local", "--local-listen", f"127.0.0.1:{free_port()}",
+               "--local-serve-arg=--block-ms=0"]
+    if engine:
+        env["DOCKER_HOST"] = f"tcp://127.0.0.1:{engine}"
+        backend = ["--orchestrator", "swarm"]
     proc = subprocess.Popen(
-        [binary, "alertapi", "--listen", "127.0.0.1:0", "--orchestrator", "local",
-         "--default-service", "web", "--max", "10", "--cooldown", "1s", "--events", "5000",
-         "--local-listen", f"127.0.0.1:{free_port()}", "--local-serve-arg=--block-ms=0"],
+        [binary, "alertapi", "--listen", "127.0.0.1:0", "--default-service", "web",
+         "--max", "10", "--cooldown", "1s", "--events", "5000", *backend],
         cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     assert line.startswith("listening on http://"), line
@@ -188,19 +197,93 @@ def soak(proc, addr, tag):
             f"/events {len(events) / 1e3:.0f} kB")
 
 
-SCENARIOS = [("uploads", uploads), ("flood", flood), ("names", names), ("soak", soak)]
+class SlowEngine(http.server.BaseHTTPRequestHandler):
+    """A stand-in Docker Engine: one replicated service `web`, updates take 200 ms."""
+    lock = threading.Lock()
+    replicas, version, updates = 1, 1, 0
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, body, status=200):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def service(self):
+        return {"ID": "web-id", "Version": {"Index": SlowEngine.version},
+                "Spec": {"Name": "web", "Labels": {},
+                         "Mode": {"Replicated": {"Replicas": SlowEngine.replicas}}}}
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path.endswith("/version"):
+            return self.answer({"ApiVersion": "1.41", "Version": "20.10.0"})
+        if path.endswith("/events"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            time.sleep(3600)
+            return None
+        if path.endswith("/info"):
+            return self.answer({"Swarm": {"NodeID": "n1", "ControlAvailable": True}})
+        if "/nodes/" in path:
+            return self.answer({"ID": "n1", "ManagerStatus": {"Leader": True, "Addr": "x"}})
+        if path.endswith("/tasks"):
+            running = {"DesiredState": "running", "Status": {"State": "running"}}
+            return self.answer([running] * SlowEngine.replicas)
+        if "/services/" in path:
+            with SlowEngine.lock:
+                return self.answer(self.service())
+        return self.answer({"message": f"not here: {path}"}, 404)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        spec = json.loads(self.rfile.read(length) or b"{}")
+        time.sleep(0.2)
+        with SlowEngine.lock:
+            version = int(self.path.split("version=")[-1].split("&")[0])
+            if version != SlowEngine.version:
+                return self.answer({"message": "update out of sequence"}, 500)
+            SlowEngine.replicas = spec["Mode"]["Replicated"]["Replicas"]
+            SlowEngine.version += 1
+            SlowEngine.updates += 1
+        return self.answer({"Warnings": []})
+
+
+def slow(proc, addr, tag):
+    result = soak(proc, addr, tag)
+    return (f"{result}; the Engine received {SlowEngine.updates} updates, ends at "
+            f"{SlowEngine.replicas} replicas")
+
+
+SCENARIOS = [("uploads", uploads), ("flood", flood), ("names", names), ("soak", soak),
+             ("slow", slow)]
 
 
 def main():
-    binaries = sys.argv[1:]
+    binaries = [os.path.abspath(b) for b in sys.argv[1:]]
     if not binaries:
         sys.exit(__doc__)
     # Each scenario on a fresh process of each binary, side by side.
+    # SOAK_SCENARIOS=slow,soak runs only those.
+    only = [x for x in os.environ.get("SOAK_SCENARIOS", "").split(",") if x]
     for name, scenario in SCENARIOS:
+        if only and name not in only:
+            continue
         print(f"== {name}")
         for binary in binaries:
+            engine = None
+            if scenario is slow:
+                SlowEngine.replicas, SlowEngine.version, SlowEngine.updates = 1, 1, 0
+                engine = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowEngine)
+                engine.daemon_threads = True
+                threading.Thread(target=engine.serve_forever, daemon=True).start()
             with tempfile.TemporaryDirectory() as work:
-                proc, addr = start(binary, work)
+                proc, addr = start(binary, work, engine and engine.server_address[1])
                 try:
                     result = (scenario(proc, addr) if scenario is uploads
                               else scenario(proc, addr, name[0]))
@@ -208,6 +291,8 @@ def main():
                 finally:
                     proc.terminate()
                     proc.wait(timeout=60)
+                    if engine:
+                        engine.shutdown()
 
 
 if __name__ == "__main__":
