@@ -6,7 +6,7 @@
 //! hand gave the service more than the scaler asked for, and scale-down stays the policy's.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -14,13 +14,26 @@ use tokio_util::sync::CancellationToken;
 use super::controller::Controller;
 use super::policy::{Action, Decision, Plan};
 
-/// Watches outside changes until `stop`, reconnecting after a broken stream.
+/// Watches outside changes until `stop`, reconnecting after a broken stream. After each
+/// (re)connection every service the scaler has scaled is checked once, so a change made while
+/// the stream was down is not missed.
 pub async fn watch(controller: Arc<Controller>, stop: CancellationToken) {
     let mut failures = 0u32;
     loop {
         let Some(mut changes) = controller.orchestrator().outside_changes() else {
             return;
         };
+        let connected = Instant::now();
+        let scaled: Vec<String> = controller
+            .scaled_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for service in scaled {
+            restore(&controller, &service).await;
+        }
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -28,7 +41,6 @@ pub async fn watch(controller: Arc<Controller>, stop: CancellationToken) {
             };
             match next {
                 Some(Ok(service)) => {
-                    failures = 0;
                     restore(&controller, &service).await;
                 }
                 Some(Err(e)) => {
@@ -38,10 +50,14 @@ pub async fn watch(controller: Arc<Controller>, stop: CancellationToken) {
                 None => break,
             }
         }
-        // The Engine restarted or the stream broke: try again, backing off to 30 s.
-        failures = failures.saturating_add(1);
-        let wait = Duration::from_secs(1 << failures.min(5).saturating_sub(1))
-            .min(Duration::from_secs(30));
+        // The Engine restarted or the stream broke: again at once if it had lasted a minute
+        // (a client timeout), else backing off (1, 2, 4 … 16 s).
+        failures = if connected.elapsed() > Duration::from_secs(60) {
+            0
+        } else {
+            failures.saturating_add(1)
+        };
+        let wait = Duration::from_secs((1u64 << failures.min(5)) / 2);
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
