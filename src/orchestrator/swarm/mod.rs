@@ -70,8 +70,11 @@ pub struct SwarmOrchestrator {
     api: Arc<dyn ServiceApi>,
     retry: Retry,
     /// The last leadership answer and when it was had: asked at most every `LEADER_TTL`.
-    leader: Arc<Mutex<Option<(Instant, Result<(), String>)>>>,
+    leader: Arc<Mutex<Option<Leadership>>>,
 }
+
+/// When leadership was asked, and the answer (`Err`: why this Engine is not the leader).
+type Leadership = (Instant, Result<(), String>);
 
 /// How long a leadership answer is trusted; a new leader takes over within it (Alertmanager
 /// retries meanwhile).
