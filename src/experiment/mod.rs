@@ -287,6 +287,7 @@ fn monitor_of_run(st: &State, dir: &Path) -> anyhow::Result<Box<dyn Monitor>> {
             webhook: None,
             token: None,
             interval: Duration::from_secs(1),
+            route: monitor::dispatch::Route::deployed(),
         })),
         (BackendKind::Local, MonitorKind::Prometheus) => {
             Box::new(PrometheusMonitor::new(&dir.join("monitor"), &st.rules))

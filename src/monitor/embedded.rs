@@ -1,7 +1,9 @@
 //! The embedded monitor (`--monitor embedded`, the default): the replicas push their gauges to
 //! its Pushgateway-style receiver on a free loopback port, a sampler evaluates the alert rules
-//! every second and posts Alertmanager v4 webhooks, and every sample is kept so the run can be
-//! stored as Prometheus `query_range` JSON.
+//! every second and hands the alerts that change state to an emulated Alertmanager dispatcher
+//! ([`super::dispatch`]: the route of `deploy/alertmanager/alertmanager.yml`), which posts v4
+//! webhooks on Alertmanager's schedule; every sample is kept so the run can be stored as
+//! Prometheus `query_range` JSON.
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -11,10 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::{AlertEvent, AlertStates, Labels, Monitor, Recording, Rule, notification, receiver};
+use super::dispatch::{Dispatcher, Route};
+use super::{AlertEvent, AlertStates, Labels, Monitor, Recording, Rule, receiver};
 use crate::results::metrics::MetricSpec;
 use crate::results::promjson::{Sample, Series};
-use crate::scaler::alert::{Alert, Notification};
+use crate::scaler::alert::Notification;
 
 /// How the monitor runs.
 #[derive(Debug, Clone)]
@@ -24,6 +27,8 @@ pub struct MonitorConfig {
     pub webhook: Option<String>,
     pub token: Option<String>,
     pub interval: Duration,
+    /// How notifications are grouped and timed ([`Route::deployed`]: deploy/'s Alertmanager).
+    pub route: Route,
 }
 
 /// Every sample the sampler saw: label set (with `__name__`) → (unix seconds, value).
@@ -224,14 +229,19 @@ async fn sample_loop(
         .expect("a client with only a timeout set always builds");
     let mut states = AlertStates::new(cfg.rules.clone());
     let mut rec = Recorded::default();
+    // Rules and dispatcher run on the ticks' scheduled times, as Prometheus evaluates on its
+    // own: a tick woken a millisecond early must not hold `for` or `group_wait` a whole tick.
+    let (origin, origin_utc) = (tokio::time::Instant::now(), Utc::now());
+    let mut dispatcher = Dispatcher::new(cfg.route.clone(), origin_utc);
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let tick = tokio::select! {
             _ = stop.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
-        let now = Utc::now();
+            t = ticker.tick() => t,
+        };
+        let now = origin_utc
+            + chrono::Duration::from_std(tick.duration_since(origin)).unwrap_or_default();
         let ts = super::unix_s(now).round();
         let samples = groups
             .lock()
@@ -243,10 +253,7 @@ async fn sample_loop(
                 .or_default()
                 .push((ts, s.value));
         }
-        let changed = states.step(&samples, now);
-        // One notification per rule, like Alertmanager grouping by alertname.
-        let mut by_rule: BTreeMap<String, Vec<Alert>> = BTreeMap::new();
-        for a in changed {
+        for a in states.step(&samples, now) {
             rec.alerts.push(AlertEvent {
                 at: now,
                 alert: a.name().to_string(),
@@ -263,12 +270,15 @@ async fn sample_loop(
                     .map(String::as_str)
                     .unwrap_or("")
             );
-            by_rule.entry(a.name().to_string()).or_default().push(a);
+            dispatcher.insert(a, now);
         }
+        // Due notifications go out even with no webhook set (baseline runs): to nobody, as
+        // Alertmanager with a receiver that has no webhook.
+        let due = dispatcher.on_tick(now);
         let url = webhook.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(url) = url {
-            for (_, alerts) in by_rule {
-                if !post(&client, &cfg, &url, &notification(alerts)).await {
+            for n in &due {
+                if !post(&client, &cfg, &url, n).await {
                     rec.webhook_failures += 1;
                 }
             }

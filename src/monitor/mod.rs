@@ -1,10 +1,12 @@
 //! What watches an experiment's replicas, behind one seam ([`Monitor`]): the embedded monitor
 //! ([`embedded`]: a Pushgateway-style receiver, the alert rules of
 //! `deploy/prometheus/alert_rules.yml` evaluated every second over the PromQL subset of
-//! [`rules`], Prometheus' alert state machine here, Alertmanager v4 webhooks to the scaler),
+//! [`rules`], Prometheus' alert state machine here, Alertmanager's dispatcher in [`dispatch`]
+//! posting v4 webhooks to the scaler),
 //! real Prometheus, Pushgateway and Alertmanager as local processes ([`prometheus`]), or a
 //! Prometheus someone else runs, the Swarm stack's ([`remote`]).
 
+pub mod dispatch;
 pub mod embedded;
 pub mod prometheus;
 pub mod receiver;
@@ -156,27 +158,34 @@ fn to_alert(rule: &Rule, a: &Active, status: Status, now: DateTime<Utc>) -> Aler
     }
 }
 
-/// The Alertmanager v4 payload for some alerts of one rule.
-pub fn notification(alerts: Vec<Alert>) -> Notification {
+/// The Alertmanager v4 payload for the alerts of one aggregation group (`group` holds its
+/// `group_by` labels), as Alertmanager's webhook builds it: firing if any alert fires, the
+/// labels and annotations every alert shares.
+pub fn notification(receiver: &str, group: &Labels, alerts: Vec<Alert>) -> Notification {
     let status = if alerts.iter().any(|a| a.status == Status::Firing) {
         Status::Firing
     } else {
         Status::Resolved
     };
-    let name = alerts
-        .first()
-        .map(|a| a.name().to_string())
-        .unwrap_or_default();
-    let mut group_labels = BTreeMap::new();
-    group_labels.insert("alertname".to_string(), name.clone());
+    let common = |field: fn(&Alert) -> &BTreeMap<String, String>| {
+        let mut shared = alerts.first().map(field).cloned().unwrap_or_default();
+        for a in alerts.iter().skip(1) {
+            shared.retain(|k, v| field(a).get(k) == Some(v));
+        }
+        shared
+    };
+    let common_labels = common(|a| &a.labels);
+    let common_annotations = common(|a| &a.annotations);
+    let key: Vec<String> = group.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     Notification {
         version: "4".into(),
-        group_key: format!("{{}}:{{alertname=\"{name}\"}}"),
+        // The root route's key is `{}`.
+        group_key: format!("{{}}:{{{}}}", key.join(", ")),
         status,
-        receiver: "alertapi".into(),
-        group_labels: group_labels.clone(),
-        common_labels: group_labels,
-        common_annotations: BTreeMap::new(),
+        receiver: receiver.into(),
+        group_labels: group.clone(),
+        common_labels,
+        common_annotations,
         external_url: "starvation://monitor/embedded".into(),
         alerts,
         truncated_alerts: 0,
@@ -285,8 +294,17 @@ mod tests {
         assert_ne!(again[0].starts_at, starts);
         assert_eq!(again[0].fingerprint, fp);
         // The payload parses as the scaler expects.
-        let body = serde_json::to_vec(&notification(again)).unwrap();
+        let group: Labels = [("alertname", "ThreadPoolStarvation"), ("service", "web")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        let body = serde_json::to_vec(&notification("alertapi", &group, again)).unwrap();
         let n = crate::scaler::alert::parse(&body).unwrap();
         assert_eq!(n.status, Status::Firing);
+        assert_eq!(
+            n.group_key,
+            r#"{}:{alertname="ThreadPoolStarvation", service="web"}"#
+        );
+        assert_eq!(n.common_labels["severity"], "critical");
+        assert_eq!(n.common_annotations["value"], "30");
     }
 }

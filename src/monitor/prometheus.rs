@@ -105,7 +105,8 @@ struct Daemon {
 type Targets = BTreeMap<&'static str, String>;
 
 const DEPLOY_PROMETHEUS: &str = include_str!("../../deploy/prometheus/prometheus.yml");
-const DEPLOY_ALERTMANAGER: &str = include_str!("../../deploy/alertmanager/alertmanager.yml");
+/// Shared with the embedded monitor's dispatcher ([`super::dispatch::Route::deployed`]).
+pub const DEPLOY_ALERTMANAGER: &str = include_str!("../../deploy/alertmanager/alertmanager.yml");
 
 /// `deploy/prometheus/prometheus.yml` for local processes: the Swarm service names become the
 /// loopback addresses of this run; jobs that find targets through Swarm DNS (`tasks.<service>`)
