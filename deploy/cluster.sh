@@ -1,35 +1,36 @@
 #!/usr/bin/env bash
 # A real multi-node Docker Swarm on this one machine, from Docker-in-Docker nodes.
 #
-#   deploy/cluster.sh [--workers N] [--tag TAG] up        build the node image, start 1 + N nodes, form the Swarm
-#   deploy/cluster.sh down                                 remove every container, volume, network and image `up` made
-#   deploy/cluster.sh status                               the nodes as the manager sees them (exit 1 when not up)
-#   deploy/cluster.sh load IMAGE...                        copy images from this Engine into every node (save | load)
-#   deploy/cluster.sh check [--image IMAGE]                prove the overlay network works across nodes
+#   deploy/cluster.sh [--name NAME] [--workers N] up  build the node image, start 1 + N nodes, form the Swarm
+#   deploy/cluster.sh [--name NAME] down              remove every container, volume, network and image `up` made
+#   deploy/cluster.sh [--name NAME] status            the nodes as the manager sees them (exit 1 when not up)
+#   deploy/cluster.sh [--name NAME] load IMAGE...     copy images from this Engine into every node (save | load)
+#   deploy/cluster.sh [--name NAME] check [--image IMAGE]   prove the overlay network works across nodes
 #
-# Each node is a `--privileged` container of starvation/dind-node:TAG (FROM scratch: this
-# machine's dockerd, containerd, runc, docker-init, docker-proxy, iptables and their libraries)
-# on a bridge network this script creates (a free /24 from 172.28.0.0/16). node1 is the manager
-# (label role=master), node2.. the workers (role=worker; --workers, default 2). Each dockerd keeps
-# its data on a named volume and listens on its unix socket and on plain TCP port 2375 of the
-# private bridge (no TLS: the network exists only on this machine, only for this test cluster).
-# `up` prints the manager's address and writes it to target/cluster/env (STARVATION_CLUSTER_DIR
-# overrides the directory); a failed `up` runs `down`. Everything made carries the label
-# starvation-cluster and a name starting with starvation-cluster (the image: starvation/dind-node),
-# so `down` removes exactly that. The nodes are made with this machine's own Engine: a
-# DOCKER_HOST in the environment (e.g. the one `up` prints) is ignored for that.
+# Each node is a container of starvation/dind-node:NAME (FROM scratch: this machine's dockerd,
+# containerd, runc, docker-init, docker-proxy, iptables and their libraries) with what
+# --privileged gives but CAP_SYS_RESOURCE (this VM refuses that one), on a bridge network this
+# script creates (a free /24 from 172.28.0.0/16). node1 is the manager (label role=master),
+# node2.. the workers (role=worker; --workers, default 2). Each dockerd keeps its data on a
+# named volume and listens on its unix socket and on plain TCP port 2375 of the private bridge
+# (no TLS: the network exists only on this machine, only for this test cluster).
+#
+# --name (default starvation-cluster, or STARVATION_CLUSTER_NAME; starvation-cluster[a-z0-9-]*)
+# names everything, so two clusters (a CI run and yours) do not meet: every container, volume,
+# network and image made carries the label starvation-cluster=NAME and a name starting with
+# NAME (the node image: starvation/dind-node:NAME), and `down` removes exactly those. `up`
+# prints the manager's address and writes it to target/cluster/env (another name:
+# target/cluster/NAME/env; STARVATION_CLUSTER_DIR overrides the directory); a failed `up` runs
+# `down`; `up` on a running cluster does nothing. The nodes are made with this machine's own
+# Engine: a DOCKER_HOST in the environment (e.g. the one `up` prints) is ignored for that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-prefix=starvation-cluster
-label=starvation-cluster
+prefix=${STARVATION_CLUSTER_NAME:-starvation-cluster}
 workers=2
-tag=cluster
 check_image=starvation:cluster-test
-state_dir="${STARVATION_CLUSTER_DIR:-$PWD/target/cluster}"
-env_file="$state_dir/env"
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 say() { echo "cluster.sh: $*" >&2; }
 die() {
     say "$*"
@@ -50,8 +51,8 @@ while (($#)); do
     case "$1" in
     --workers) workers="$2"; shift 2 ;;
     --workers=*) workers="${1#*=}"; shift ;;
-    --tag) tag="$2"; shift 2 ;;
-    --tag=*) tag="${1#*=}"; shift ;;
+    --name) prefix="$2"; shift 2 ;;
+    --name=*) prefix="${1#*=}"; shift ;;
     --image) check_image="$2"; shift 2 ;;
     --image=*) check_image="${1#*=}"; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -72,8 +73,18 @@ done
 if ! [[ $workers =~ ^[0-9]+$ ]] || ((workers < 1 || workers > 8)); then
     die "--workers must be 1..8"
 fi
-node_image="starvation/dind-node:$tag"
+[[ $prefix =~ ^starvation-cluster[a-z0-9-]{0,40}$ ]] || die "--name must be starvation-cluster[a-z0-9-]* (got $prefix)"
+# Every object carries label=$prefix: `down` removes by it. kind=... tells the nodes apart.
+label="starvation-cluster=$prefix"
+kind=starvation-cluster.kind
+node_image="starvation/dind-node:$prefix"
 network=$prefix
+if [[ $prefix == starvation-cluster ]]; then
+    state_dir="${STARVATION_CLUSTER_DIR:-$PWD/target/cluster}"
+else
+    state_dir="${STARVATION_CLUSTER_DIR:-$PWD/target/cluster/$prefix}"
+fi
+env_file="$state_dir/env"
 
 # ---------------------------------------------------------------------------------------------
 # The node image
@@ -140,7 +151,7 @@ build_node_image() {
     cp deploy/docker/Dockerfile.dind-node "$context/Dockerfile"
     say "docker build -t $node_image ($(du -sm "$rootfs" | cut -f1) MB)"
     # The classic builder: this Engine has no buildx plugin, and FROM scratch needs nothing more.
-    if ! DOCKER_BUILDKIT=0 hostdocker build -q --label "$label=node-image" -t "$node_image" "$context" >/dev/null; then
+    if ! DOCKER_BUILDKIT=0 hostdocker build -q --label "$label" --label "$kind=node-image" -t "$node_image" "$context" >/dev/null; then
         rm -rf "$context"
         return 1
     fi
@@ -150,7 +161,7 @@ build_node_image() {
 # ---------------------------------------------------------------------------------------------
 # State
 
-node_names() { hostdocker ps -a --filter "label=$label=node" --format '{{.Names}}' | sort -V; }
+node_names() { hostdocker ps -a --filter "label=$label" --filter "label=$kind=node" --format '{{.Names}}' | sort -V; }
 node_ip() {
     hostdocker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$1"
 }
@@ -195,7 +206,7 @@ cmd_down() {
     # Empty cgroups of the nodes' containers (see --cgroup-parent in cmd_up); rmdir removes
     # only empty ones.
     local d
-    for d in /sys/fs/cgroup/*/"$prefix"-node*; do
+    for d in /sys/fs/cgroup/*/"$prefix"-node[0-9]*; do
         if [[ -d $d ]]; then find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
     done
     mapfile -t ids < <(hostdocker volume ls -q --filter "label=$label")
@@ -204,7 +215,8 @@ cmd_down() {
     ((${#ids[@]} == 0)) || hostdocker network rm "${ids[@]}" >/dev/null
     mapfile -t ids < <(hostdocker images -q --filter "label=$label" | sort -u)
     ((${#ids[@]} == 0)) || hostdocker rmi -f "${ids[@]}" >/dev/null
-    rm -f "$env_file" "$state_dir"/*.tar
+    rm -f "$env_file" "$state_dir"/images.tar
+    [[ $prefix == starvation-cluster ]] || rmdir "$state_dir" 2>/dev/null || true
     say "down: nothing of the cluster is left"
 }
 
@@ -221,7 +233,7 @@ create_network() {
         subnet=172.28.$third.0/24
         grep -qE "(^| )172\.28\.$third\.|(^| )172\.28\.0\.0/16" <<<"$used" && continue
         # The Engine itself refuses a pool that overlaps one of its networks.
-        if hostdocker network create --driver bridge --subnet "$subnet" --label "$label=network" "$network" >/dev/null 2>&1; then
+        if hostdocker network create --driver bridge --subnet "$subnet" --label "$label" "$network" >/dev/null 2>&1; then
             echo "$subnet"
             return 0
         fi
@@ -263,7 +275,7 @@ cmd_up() {
     say "network $network $subnet"
     for ((i = 1; i <= n; i++)); do
         name=$prefix-node$i
-        hostdocker volume create --label "$label=volume" "$name" >/dev/null
+        hostdocker volume create --label "$label" "$name" >/dev/null
         # What --privileged would give, but CAP_SYS_RESOURCE: dockerd needs to mount, make
         # namespaces, cgroups and iptables rules. --privileged itself fails on this VM: its
         # bounding set lacks CAP_SYS_RESOURCE, and runc, asked for every capability, answers
@@ -282,7 +294,7 @@ cmd_up() {
             --cap-add ALL --cap-drop SYS_RESOURCE --security-opt seccomp=unconfined \
             --security-opt systempaths=unconfined --device-cgroup-rule 'a *:* rwm' \
             -v /sys/fs/cgroup:/sys/fs/cgroup \
-            --label "$label=node" --network "$network" --ip "$base.$((i + 1))" \
+            --label "$label" --label "$kind=node" --network "$network" --ip "$base.$((i + 1))" \
             -v "$name:/var/lib/docker" --tmpfs /run --tmpfs /tmp \
             "$node_image" \
             --host=unix:///var/run/docker.sock --host=tcp://0.0.0.0:2375 --tls=false \
@@ -373,9 +385,14 @@ cmd_check() {
         args=("$check_image")
         cmd_load
     fi
-    nd "$mip" network create --driver overlay --label "$label=check" "$net" >/dev/null
+    nd "$mip" network create --driver overlay "$net" >/dev/null
+    # On the workers when there are two; with one worker, on the worker and the manager.
+    local place=()
+    if (($(nd "$mip" node ls -q --filter node.label=role=worker | wc -l) >= 2)); then
+        place=(--constraint node.labels.role==worker)
+    fi
     nd "$mip" service create -d -q --no-resolve-image --name "$svc" --network "$net" --endpoint-mode dnsrr \
-        --replicas 2 --replicas-max-per-node 1 --constraint node.labels.role==worker \
+        --replicas 2 --replicas-max-per-node 1 "${place[@]}" \
         "$check_image" serve --listen 0.0.0.0:5000 >/dev/null
     local deadline=$((SECONDS + 60)) running
     until
