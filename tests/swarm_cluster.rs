@@ -1,0 +1,277 @@
+//! A real multi-node Docker Swarm on this one machine (issue 17): `deploy/cluster.sh up` starts
+//! three Docker Engines in containers (Docker-in-Docker nodes built FROM scratch from this
+//! machine's `docker.io` binaries) on a bridge network of its own and joins them into a Swarm
+//! (node1 the manager, role=master; node2 and node3 workers, role=worker). The test reads the
+//! node list from the manager's Engine API, loads the project's image into every node with
+//! `cluster.sh load` (docker save | docker load: no registry), proves with `cluster.sh check`
+//! that the overlay network carries traffic between tasks on different nodes, and removes
+//! everything with `cluster.sh down` on every path (a Drop guard), checking nothing is left.
+//!
+//! The cluster has a name of its own (`starvation-cluster-t<pid>`), so it never meets a cluster
+//! of another run. Traffic goes only to the nodes' addresses on the network the script creates.
+
+mod common;
+
+use common::docker;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TEST: &str = "swarm_cluster";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `deploy/cluster.sh --name NAME ARGS` against this machine's Engine: (success, stdout, stderr).
+fn cluster(name: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(root().join("deploy/cluster.sh"))
+        .arg("--name")
+        .arg(name)
+        .args(args)
+        .env_remove("DOCKER_HOST")
+        .env_remove("STARVATION_CLUSTER_DIR")
+        .current_dir(root())
+        .output()
+        .expect("running deploy/cluster.sh");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The cluster and the image the test made; `down` (also run on drop) removes both.
+struct Cluster {
+    name: String,
+    image: String,
+    down: bool,
+}
+
+impl Cluster {
+    /// `cluster.sh down`, timed; then what is still there with the cluster's label.
+    fn down(&mut self) -> Vec<String> {
+        self.down = true;
+        let started = Instant::now();
+        let (ok, _, err) = cluster(&self.name, &["down"]);
+        eprintln!(
+            "{TEST}: cluster.sh down: {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        if !ok {
+            eprintln!("{TEST}: cluster.sh down failed:\n{err}");
+        }
+        docker(&["image", "rm", "-f", &self.image]);
+        let filter = format!("label=starvation-cluster={}", self.name);
+        let mut left = vec![];
+        for kind in [
+            vec!["ps", "-aq"],
+            vec!["volume", "ls", "-q"],
+            vec!["network", "ls", "-q"],
+            vec!["images", "-q"],
+        ] {
+            let mut args = kind.clone();
+            args.extend(["--filter", &filter]);
+            let (_, out) = docker(&args);
+            left.extend(
+                out.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("{} {l}", kind[0])),
+            );
+        }
+        // The nodes' containers have their cgroups under /NAME-nodeN (cgroup v1).
+        if let Ok(dirs) = std::fs::read_dir("/sys/fs/cgroup/cpu") {
+            left.extend(
+                dirs.filter_map(Result::ok)
+                    .map(|d| d.file_name().to_string_lossy().into_owned())
+                    .filter(|d| d.starts_with(&format!("{}-node", self.name)))
+                    .map(|d| format!("cgroup /sys/fs/cgroup/cpu/{d}")),
+            );
+        }
+        left
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !self.down {
+            let left = self.down();
+            if !left.is_empty() {
+                eprintln!("{TEST}: still present after cluster.sh down: {left:?}");
+            }
+        }
+    }
+}
+
+/// `KEY=VALUE` lines of the env file `cluster.sh up` writes.
+fn read_env(name: &str) -> HashMap<String, String> {
+    let path = root().join("target/cluster").join(name).join("env");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{TEST}: reading {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// `GET http://IP:2375/v1.41PATH` on a node's Engine (plain TCP on the cluster's own network).
+async fn engine(ip: &str, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{ip}:2375/v1.41{path}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{TEST}: GET {path} on {ip}: {e}"));
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+#[ignore = "needs Docker with privileged containers: deploy/cluster.sh builds the nodes (.ci/run runs it)"]
+async fn three_node_swarm_from_dind_nodes_with_overlay_across_nodes() {
+    common::external("docker", "docker.io", TEST);
+    // The node image is made of this machine's Engine binaries.
+    common::external("dockerd", "docker.io", TEST);
+    common::external("xtables-nft-multi", "iptables", TEST);
+    let (ok, info) = docker(&["info", "--format", "{{.ServerVersion}}"]);
+    assert!(ok, "{TEST}: no Docker Engine: {info}");
+
+    let name = format!("starvation-cluster-t{}", std::process::id());
+    let image = format!("starvation:{name}");
+    let mut guard = Cluster {
+        name: name.clone(),
+        image: image.clone(),
+        down: false,
+    };
+
+    // The project's image, FROM scratch (a static build; incremental after the first).
+    let started = Instant::now();
+    let status = Command::new(root().join("deploy/build-images.sh"))
+        .args(["--profile", "dev", "--tag", &image])
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(status.success(), "deploy/build-images.sh failed");
+    eprintln!(
+        "{TEST}: image {image} built in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let (ok, out, err) = cluster(&name, &["up"]);
+    let up_s = started.elapsed().as_secs_f64();
+    assert!(ok, "{TEST}: cluster.sh up failed:\n{err}");
+    eprintln!("{TEST}: cluster.sh up (3 nodes): {up_s:.1} s\n{err}");
+    let env = read_env(&name);
+    let manager = env["STARVATION_CLUSTER_MANAGER"].clone();
+    assert_eq!(
+        out.trim(),
+        format!("export DOCKER_HOST=tcp://{manager}:2375")
+    );
+    assert_eq!(env["DOCKER_HOST"], format!("tcp://{manager}:2375"));
+    let nodes: Vec<(String, String)> = env["STARVATION_CLUSTER_NODES"]
+        .split(',')
+        .map(|n| {
+            let (host, ip) = n.split_once(':').unwrap();
+            (host.to_owned(), ip.to_owned())
+        })
+        .collect();
+    let hosts: Vec<&str> = nodes.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(hosts, ["node1", "node2", "node3"], "{env:?}");
+    assert_eq!(nodes[0].1, manager);
+    let subnet = &env["STARVATION_CLUSTER_SUBNET"];
+    let prefix = subnet.trim_end_matches("0/24");
+    assert!(subnet.starts_with("172.28.") && subnet.ends_with(".0/24"));
+
+    // `up` again: the running cluster is kept as it is.
+    let started = Instant::now();
+    let (ok, again, err) = cluster(&name, &["up"]);
+    assert!(ok && err.contains("already up"), "second up: {err}");
+    assert_eq!(again, out);
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // The node list, from the manager's Engine API.
+    let (status, list) = engine(&manager, "/nodes").await;
+    assert!(status.is_success(), "GET /nodes: {status} {list}");
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3, "{list:#?}");
+    for (host, ip) in &nodes {
+        let node = list
+            .iter()
+            .find(|n| n["Description"]["Hostname"] == host.as_str())
+            .unwrap_or_else(|| panic!("no {host} in the node list: {list:#?}"));
+        let (role, label) = if host == "node1" {
+            ("manager", "master")
+        } else {
+            ("worker", "worker")
+        };
+        assert_eq!(node["Spec"]["Role"], role, "{host}: {node:#}");
+        assert_eq!(node["Spec"]["Labels"]["role"], label, "{host}: {node:#}");
+        assert_eq!(node["Spec"]["Availability"], "active", "{host}");
+        assert_eq!(node["Status"]["State"], "ready", "{host}: {node:#}");
+        assert_eq!(node["Status"]["Addr"], ip.as_str(), "{host}");
+        assert!(ip.starts_with(prefix), "{host} {ip} outside {subnet}");
+        if host == "node1" {
+            assert_eq!(node["ManagerStatus"]["Leader"], true);
+            assert_eq!(node["ManagerStatus"]["Reachability"], "reachable");
+        } else {
+            assert!(node["ManagerStatus"].is_null(), "{host}: {node:#}");
+        }
+        // Each node is an Engine of its own, in the swarm, on overlay2 over its volume.
+        let (status, info) = engine(ip, "/info").await;
+        assert!(status.is_success(), "{host} /info: {status}");
+        assert_eq!(info["Name"], host.as_str());
+        assert_eq!(info["Swarm"]["LocalNodeState"], "active", "{host}");
+        assert_eq!(info["Swarm"]["NodeAddr"], ip.as_str(), "{host}");
+        assert_eq!(info["Driver"], "overlay2", "{host}");
+    }
+
+    // Images reach every node without a registry.
+    let started = Instant::now();
+    let (ok, _, err) = cluster(&name, &["load", &image]);
+    assert!(ok, "{TEST}: cluster.sh load failed:\n{err}");
+    eprintln!(
+        "{TEST}: cluster.sh load {image}: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for (host, ip) in &nodes {
+        let (status, _) = engine(ip, &format!("/images/{image}/json")).await;
+        assert!(status.is_success(), "{image} not on {host}: {status}");
+    }
+
+    // The overlay across nodes: two `starvation serve` tasks on the two workers, each probed by
+    // its overlay address from every other node, and the service probed by its DNS name.
+    let started = Instant::now();
+    let (ok, out, err) = cluster(&name, &["check", "--image", &image]);
+    eprintln!(
+        "{TEST}: cluster.sh check: {:.1} s\n{err}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(ok, "{TEST}: cluster.sh check failed:\n{out}{err}");
+    assert!(out.contains("overlay ok"), "{out}");
+    for (target, from) in [("node2", "node1 node3"), ("node3", "node1 node2")] {
+        let line = format!("{name}-check-probe-{target}: exit 0 on {from} ");
+        assert!(err.contains(&line), "no `{line}` in:\n{err}");
+    }
+    assert!(err.contains(&format!("{name}-check-probe-dns: exit 0 on node1 ")));
+    // The check removed what it made.
+    let (_, services) = engine(&manager, "/services").await;
+    assert_eq!(
+        services,
+        serde_json::json!([]),
+        "services left by the check"
+    );
+
+    let left = guard.down();
+    assert!(
+        left.is_empty(),
+        "still present after cluster.sh down: {left:?}"
+    );
+    let (ok, _, err) = cluster(&name, &["status"]);
+    assert!(!ok, "status after down: {err}");
+    // `down` with nothing up succeeds.
+    let (ok, _, err) = cluster(&name, &["down"]);
+    assert!(ok, "second down: {err}");
+}
