@@ -6,6 +6,9 @@
 //! `cluster.sh load` (docker save | docker load: no registry), proves with `cluster.sh check`
 //! that the overlay network carries traffic between tasks on different nodes, and removes
 //! everything with `cluster.sh down` on every path (a Drop guard), checking nothing is left.
+//! On that cluster, with node2 promoted to a second manager, two `starvation alertapi`
+//! processes (one on each manager's Engine) receive the same alert: the one off the leader
+//! answers 503 and changes nothing, the one on the leader scales (issue 16).
 //!
 //! The cluster has a name of its own (`starvation-cluster-t<pid>`), so it never meets a cluster
 //! of another run. Traffic goes only to the nodes' addresses on the network the script creates.
@@ -264,6 +267,8 @@ async fn three_node_swarm_from_dind_nodes_with_overlay_across_nodes() {
         "services left by the check"
     );
 
+    leader_only_acts(&manager, &nodes[1].1, &image).await;
+
     let left = guard.down();
     assert!(
         left.is_empty(),
@@ -274,4 +279,138 @@ async fn three_node_swarm_from_dind_nodes_with_overlay_across_nodes() {
     // `down` with nothing up succeeds.
     let (ok, _, err) = cluster(&name, &["down"]);
     assert!(ok, "second down: {err}");
+}
+
+/// Two scaler replicas, one on each of two managers (node2 promoted): the one whose Engine is
+/// not the Swarm leader answers 503 and scales nothing; the one on the leader scales.
+async fn leader_only_acts(leader: &str, follower: &str, image: &str) {
+    let on = |ip: &str, args: &[&str]| {
+        let mut all = vec!["-H".to_owned(), format!("tcp://{ip}:2375")];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        common::docker_ok(&all)
+    };
+    on(leader, &["node", "promote", "node2"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, nodes) = engine(leader, "/nodes").await;
+        let reachable = nodes.as_array().into_iter().flatten().any(|n| {
+            n["Description"]["Hostname"] == "node2"
+                && n["ManagerStatus"]["Reachability"] == "reachable"
+        });
+        let (_, info) = engine(follower, "/info").await;
+        if reachable && info["Swarm"]["ControlAvailable"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{TEST}: node2 never became a manager: {nodes:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let service = "leader-web";
+    on(
+        leader,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--no-resolve-image",
+            "--name",
+            service,
+            "--replicas",
+            "1",
+            "--label",
+            "starvation.managed=true",
+            "--constraint",
+            "node.role==worker",
+            image,
+            "serve",
+            "--listen",
+            "0.0.0.0:5000",
+            "--block-ms",
+            "0",
+        ],
+    );
+    // Its task runs (a task still starting would answer the alert itself: readiness).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !on(
+        leader,
+        &[
+            "service",
+            "ps",
+            service,
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.CurrentState}}",
+        ],
+    )
+    .starts_with("Running")
+    {
+        assert!(Instant::now() < deadline, "{TEST}: {service} never ran");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let scaler = |engine_ip: &str| {
+        let mut cmd = Command::new(common::starvation_bin());
+        cmd.args([
+            "alertapi",
+            "--listen",
+            "127.0.0.1:0",
+            "--orchestrator",
+            "swarm",
+            "--default-service",
+            service,
+            "--max",
+            "3",
+        ])
+        .env("DOCKER_HOST", format!("tcp://{engine_ip}:2375"))
+        .env_remove("STARVATION_ALERTAPI_TOKEN");
+        common::spawn_listening(cmd, "starvation alertapi")
+    };
+    let (_on_leader, at_leader) = scaler(leader);
+    let (_on_follower, at_follower) = scaler(follower);
+    let post = |addr: std::net::SocketAddr| async move {
+        let body = common::webhook("firing", "fp-leader", "2026-12-07T10:00:00Z", service);
+        let r = reqwest::Client::new()
+            .post(format!("http://{addr}/alert"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    let replicas = || {
+        on(
+            leader,
+            &[
+                "service",
+                "inspect",
+                service,
+                "--format",
+                "{{.Spec.Mode.Replicated.Replicas}}",
+            ],
+        )
+        .trim()
+        .to_owned()
+    };
+    let (status, body) = post(at_follower).await;
+    assert_eq!(status, 503, "{TEST}: the follower's scaler answered {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not the leader"),
+        "{body}"
+    );
+    assert_eq!(replicas(), "1", "the follower's scaler changed the service");
+    let (status, body) = post(at_leader).await;
+    assert_eq!(
+        (status, body["to"].as_u64()),
+        (200, Some(2)),
+        "{TEST}: leader: {body}"
+    );
+    assert_eq!(replicas(), "2");
+    eprintln!("{TEST}: two scaler replicas: the follower answered 503, the leader scaled 1 -> 2");
+    on(leader, &["service", "rm", service]);
 }
