@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{docker, docker_ok, start_scaler, webhook};
+use common::{docker, docker_ok, start_scaler};
 use starvation::orchestrator::Orchestrator;
 use starvation::orchestrator::swarm::SwarmOrchestrator;
 use std::process::Command;
@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TEST: &str = "scaler_swarm_ops";
-const T1: &str = "2026-12-07T10:00:00Z";
 
 /// Removes the stack and the image, also when the test panics.
 struct Cleanup {
@@ -130,15 +129,9 @@ async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bo
 }
 
 async fn fire(addr: std::net::SocketAddr, fingerprint: &str, service: &str) -> serde_json::Value {
-    let body = webhook("firing", fingerprint, T1, service);
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/alert"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "webhook for {service}");
-    resp.json().await.unwrap()
+    let (status, body) = common::fire_alert(addr, fingerprint, service).await;
+    assert_eq!(status, 200, "webhook for {service}: {body}");
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

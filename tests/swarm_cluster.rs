@@ -370,19 +370,7 @@ async fn leader_only_acts(leader: &str, follower: &str, image: &str) {
     };
     let (_on_leader, at_leader) = scaler(leader);
     let (_on_follower, at_follower) = scaler(follower);
-    let post = |addr: std::net::SocketAddr| async move {
-        let body = common::webhook("firing", "fp-leader", "2026-12-07T10:00:00Z", service);
-        let r = reqwest::Client::new()
-            .post(format!("http://{addr}/alert"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (
-            r.status().as_u16(),
-            r.json::<serde_json::Value>().await.unwrap(),
-        )
-    };
+    let post = |addr| common::fire_alert(addr, "fp-leader", service);
     let replicas = || {
         on(
             leader,

@@ -344,6 +344,24 @@ pub fn webhook(
     })
 }
 
+/// POSTs a firing webhook (see [`webhook`]) to the scaler at `addr` without a token:
+/// (status, JSON body).
+pub async fn fire_alert(
+    addr: SocketAddr,
+    fingerprint: &str,
+    service: &str,
+) -> (u16, serde_json::Value) {
+    let body = webhook("firing", fingerprint, "2026-12-07T10:00:00Z", service);
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/alert"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// Starts the scaler in-process on a loopback port with `args` (alertapi flags).
 pub async fn start_scaler(
     args: &[&str],
