@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::alert::{Alert, Notification};
 use super::capacity::Capacity;
 use super::metrics::{ScaleLabels, ScalerMetrics, ServiceLabels};
+use super::pinned::PinnedAlerts;
 use super::policy::{
     Action, AlertFact, Decision, FiringAlert, Plan, PolicyConfig, PolicyKind, ServiceMemory,
     short_name,
@@ -95,6 +96,8 @@ pub struct ControllerConfig {
     pub events_kept: usize,
     pub audit_log: Option<PathBuf>,
     pub pushgateway: Option<String>,
+    /// Alertmanager's base URL for the `ScalerPinnedAtMax` alert.
+    pub alertmanager: Option<String>,
     pub reconcile: Option<ReconcileConfig>,
     /// Shadow mode for every service (`--dry-run`); a service's `starvation.dry-run=true`
     /// label does it for one.
@@ -117,6 +120,7 @@ impl ControllerConfig {
             events_kept: DEFAULT_EVENTS_KEPT,
             audit_log: None,
             pushgateway: None,
+            alertmanager: None,
             reconcile: None,
             dry_run: false,
         }
@@ -133,6 +137,7 @@ pub struct Controller {
     audit: Mutex<Option<std::fs::File>>,
     pub metrics: ScalerMetrics,
     http: reqwest::Client,
+    pinned: Option<PinnedAlerts>,
 }
 
 impl Controller {
@@ -149,18 +154,23 @@ impl Controller {
             ),
             None => None,
         };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("a client with only a timeout set always builds");
         Ok(Controller {
             orchestrator,
+            pinned: cfg
+                .alertmanager
+                .as_deref()
+                .map(|url| PinnedAlerts::new(url, http.clone())),
             cfg,
             memories: Mutex::new(HashMap::new()),
             scaled_to: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
             audit: Mutex::new(audit),
             metrics: ScalerMetrics::new(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("a client with only a timeout set always builds"),
+            http,
         })
     }
 
@@ -273,11 +283,11 @@ impl Controller {
             .desired
             .get_or_create(&service)
             .set(d.to as i64);
-        self.metrics.blocked(
-            &d.service,
-            "at_max",
-            plan.wants_more && d.to >= seen.bounds.max,
-        );
+        let pinned = plan.wants_more && d.to >= seen.bounds.max;
+        self.metrics.blocked(&d.service, "at_max", pinned);
+        if let Some(alerts) = &self.pinned {
+            alerts.update(&d.service, pinned, d.to, seen.bounds.max);
+        }
         self.metrics.blocked(&d.service, "dry_run", shadow && acts);
         self.record(&d, alerts.unwrap_or_default(), shadow);
         Ok(d)

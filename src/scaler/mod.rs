@@ -8,6 +8,7 @@ pub mod capacity;
 pub mod controller;
 pub mod http;
 pub mod metrics;
+pub mod pinned;
 pub mod policy;
 pub mod reconcile;
 pub mod restore;
@@ -204,6 +205,12 @@ pub struct Opts {
     #[arg(long, env = "STARVATION_PUSHGATEWAY")]
     pub pushgateway: Option<String>,
 
+    /// Post an alert `ScalerPinnedAtMax{service}` to this Alertmanager (its base URL, e.g.
+    /// http://alertmanager:9093) while a service is pinned at its max (the load wants more),
+    /// resolved once it is not. Default: none.
+    #[arg(long, env = "STARVATION_ALERTMANAGER")]
+    pub alertmanager: Option<String>,
+
     /// Append every decision as a JSON line to this file.
     #[arg(long)]
     pub audit_log: Option<PathBuf>,
@@ -340,14 +347,24 @@ impl Opts {
             !allow.is_empty(),
             "no service to scale: give --allow SERVICE (repeatable) or --default-service SERVICE"
         );
-        if let Some(url) = &self.pushgateway {
-            let ok = reqwest::Url::parse(url)
-                .map(|u| matches!(u.scheme(), "http" | "https"))
-                .unwrap_or(false);
-            anyhow::ensure!(
-                ok,
-                "--pushgateway {url:?} must be an http(s) URL, e.g. http://pushgateway:9091"
-            );
+        for (flag, url, example) in [
+            (
+                "--pushgateway",
+                &self.pushgateway,
+                "http://pushgateway:9091",
+            ),
+            (
+                "--alertmanager",
+                &self.alertmanager,
+                "http://alertmanager:9093",
+            ),
+        ] {
+            if let Some(url) = url {
+                let ok = reqwest::Url::parse(url)
+                    .map(|u| matches!(u.scheme(), "http" | "https"))
+                    .unwrap_or(false);
+                anyhow::ensure!(ok, "{flag} {url:?} must be an http(s) URL, e.g. {example}");
+            }
         }
         Ok(ControllerConfig {
             policy: PolicyConfig {
@@ -384,6 +401,7 @@ impl Opts {
             events_kept: self.events,
             audit_log: self.audit_log.clone(),
             pushgateway: self.pushgateway.clone(),
+            alertmanager: self.alertmanager.clone(),
             reconcile,
             dry_run: self.dry_run,
         })
