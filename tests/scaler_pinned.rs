@@ -104,6 +104,21 @@ async fn a_service_pinned_at_max_is_an_alert_in_alertmanager_until_it_is_below_m
     assert_eq!(alerts[0]["labels"]["severity"], "warning");
     let summary = alerts[0]["annotations"]["summary"].as_str().unwrap();
     assert!(summary.contains("pinned at its max of 3"), "{summary}");
+    // The scaler's own alert, routed back to it by Alertmanager, is not load: nothing happens.
+    let mut own = common::webhook("firing", "fp-own", "2026-12-07T10:00:00Z", "web");
+    own["alerts"][0]["labels"]["alertname"] = "ScalerPinnedAtMax".into();
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/alert"))
+        .json(&own)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body.get("decisions")
+            .is_some_and(|d| d.as_array().unwrap().is_empty()),
+        "{body}"
+    );
     // A repeat at max says nothing new: the alert stays.
     assert_eq!(fire_alert(addr, "fp1", "web").await.0, 200);
     assert_eq!(wait_for_alerts(&url, 1).await.len(), 1);

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::alert::{Alert, Notification};
 use super::capacity::Capacity;
 use super::metrics::{ScaleLabels, ScalerMetrics, ServiceLabels};
-use super::pinned::PinnedAlerts;
+use super::pinned::{ALERT_NAME, PinnedAlerts};
 use super::policy::{
     Action, AlertFact, Decision, FiringAlert, Plan, PolicyConfig, PolicyKind, ServiceMemory,
     short_name,
@@ -215,7 +215,8 @@ impl Controller {
     pub async fn handle(&self, n: &Notification) -> Result<Vec<Decision>, HandleError> {
         self.may_act().await?;
         let mut by_service: BTreeMap<&str, Vec<AlertFact>> = BTreeMap::new();
-        for alert in &n.alerts {
+        // The scaler's own alert, routed back to it, says nothing about load.
+        for alert in n.alerts.iter().filter(|a| a.name() != ALERT_NAME) {
             let value = match self.cfg.policy.kind {
                 PolicyKind::Proportional => alert.value().map_err(HandleError::BadRequest)?,
                 PolicyKind::Step => None,
