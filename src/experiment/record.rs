@@ -12,6 +12,7 @@ use crate::load::histogram::{NativeHistogram, upper_bound};
 use crate::load::{Live, Snapshot};
 use crate::monitor::{AlertEvent, Recording, unix_s};
 use crate::results::metrics::{self as m, Combine, Kind, MetricSpec};
+use crate::results::placement::Placement;
 use crate::results::promjson::{MatrixData, QueryRangeResponse, Sample, Series};
 use crate::results::runmeta::{Role, RunMeta, ScaleEvent};
 use crate::scaler::controller::Event;
@@ -236,6 +237,8 @@ pub struct Collected {
     pub monitor: Recording,
     pub source: String,
     pub events: Vec<Event>,
+    /// Which node ran what (backends that place replicas on nodes).
+    pub placement: Option<Placement>,
 }
 
 /// One finished run, as [`write_run`] stores it.
@@ -249,6 +252,7 @@ pub struct RunRecord {
     pub alerts: AlertsFile,
     pub summary: crate::load::Summary,
     pub scale_events: Vec<ScaleEvent>,
+    pub placement: Option<Placement>,
 }
 
 impl RunRecord {
@@ -317,6 +321,7 @@ impl RunRecord {
             },
             summary: c.load.summary,
             scale_events,
+            placement: c.placement,
         }
     }
 }
@@ -365,6 +370,7 @@ pub fn write_run(dir: &Path, rec: RunRecord) -> anyhow::Result<()> {
     meta.step_s = Some(1.0);
     meta.testid = Some(crate::load::DEFAULT_TESTID.into());
     meta.scale_events = rec.scale_events;
+    meta.placement = rec.placement;
     meta.write(dir)?;
     Ok(())
 }

@@ -16,6 +16,7 @@ use super::record::{self, LoadRecorder, RunRecord};
 use super::{Profile, State};
 use crate::monitor::{Monitor, unix_s};
 use crate::results::metrics::{self as m, Kind, MetricSpec};
+use crate::results::placement::Placement;
 use crate::results::runmeta::Role;
 use crate::scaler::controller::Event;
 
@@ -84,6 +85,16 @@ pub trait Backend: Send {
     ) -> BoxFuture<'a, anyhow::Result<RunningLoad>>;
     /// Replicas running now (None if it cannot tell this second).
     fn replicas(&self) -> BoxFuture<'_, Option<u32>>;
+    /// Each second of the load, after `replicas`: note where the replicas run, for backends
+    /// that place them on nodes (the others do nothing).
+    fn observe(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    /// After the load, before the scaler stops: which node ran what (None when everything
+    /// runs on this machine).
+    fn placement(&mut self) -> BoxFuture<'_, Option<Placement>> {
+        Box::pin(async { None })
+    }
     /// Stop the scaler, if one runs; the decisions it made.
     fn stop_scaler(&mut self) -> BoxFuture<'_, anyhow::Result<Vec<Event>>>;
     /// Remove everything this run created (idempotent).
@@ -148,7 +159,9 @@ async fn sequence(
     }
     let load = phase(run, "starting the load", backend.start_load(run)).await?;
     run.say("load");
-    let (end, recorder, replicas) = drive(run, &*backend, load).await?;
+    let (end, recorder, replicas) = drive(run, &mut *backend, load).await?;
+    run.say("reading the placement");
+    let placement = backend.placement().await;
     let events = phase(run, "stopping the scaler", backend.stop_scaler()).await?;
     let specs = monitor_specs(recorder.is_some());
     let rec = phase(
@@ -168,6 +181,7 @@ async fn sequence(
             monitor: rec,
             source: monitor.describe(),
             events,
+            placement,
         },
     ))
 }
@@ -175,7 +189,7 @@ async fn sequence(
 /// Until the load ends: every second, the recorder's tick and the replica count.
 async fn drive(
     run: &RunContext<'_>,
-    backend: &dyn Backend,
+    backend: &mut dyn Backend,
     load: RunningLoad,
 ) -> anyhow::Result<(LoadEnd, Option<LoadRecorder>, Vec<(f64, f64)>)> {
     let RunningLoad {
@@ -199,9 +213,9 @@ async fn drive(
     Ok((end, recorder, replicas))
 }
 
-/// One second: the recorder's tick and the replica count.
+/// One second: the recorder's tick, the replica count and where the replicas run.
 async fn sample(
-    backend: &dyn Backend,
+    backend: &mut dyn Backend,
     replicas: &mut Vec<(f64, f64)>,
     recorder: &mut Option<LoadRecorder>,
 ) {
@@ -212,6 +226,7 @@ async fn sample(
     if let Some(n) = backend.replicas().await {
         record::put(replicas, ts, n as f64);
     }
+    backend.observe().await;
 }
 
 /// What the monitor is asked for: every export except the scale events (from the scaler's

@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod export;
 pub mod fsutil;
 pub mod metrics;
+pub mod placement;
 pub mod promjson;
 pub mod runmeta;
 pub mod stats;

@@ -12,7 +12,9 @@
 //!   "testid": "threadloadtest",     // optional
 //!   "scale_events": [               // optional; scaled runs: every scale action taken
 //!     {"at": "2026-11-22T14:00:24Z", "from": 1, "to": 2}
-//!   ]
+//!   ],
+//!   "placement": {…}               // optional; runs on a multi-node orchestrator: which node
+//!                                   // ran what (see `placement.rs`)
 //! }
 //! ```
 
@@ -68,6 +70,8 @@ pub struct RunMeta {
     pub testid: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scale_events: Vec<ScaleEvent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<super::placement::Placement>,
 }
 
 impl RunMeta {
@@ -81,6 +85,7 @@ impl RunMeta {
             step_s: None,
             testid: None,
             scale_events: Vec::new(),
+            placement: None,
         }
     }
 

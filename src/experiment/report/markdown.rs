@@ -199,6 +199,7 @@ pub fn render_markdown(r: &Report) -> String {
     md.push_str("Replicas over time (count@seconds from load start):\n\n");
     md.push_str(&format!("- baseline: {}\n", timeline(b)));
     md.push_str(&format!("- scaled: {}\n\n", timeline(s)));
+    md.push_str(&super::placement::placement_section(r));
     md.push_str(&fidelity_table(&r.fidelity));
     md.push_str(&goals_table(&r.goals, r.baseline.runs.min(r.scaled.runs)));
     md.push_str("## Figures\n\n");

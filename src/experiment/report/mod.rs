@@ -5,12 +5,14 @@ mod goals;
 mod markdown;
 mod numbers;
 mod paper;
+mod placement;
 
 pub use fidelity::{Fidelity, FidelityRow, fidelity, paper_curve};
 pub use goals::{Goal, goals};
 pub use markdown::render_markdown;
 pub use numbers::{RequestCounts, RoleNumbers, RunNumbers, read_load_summary, role_numbers};
 pub use paper::*;
+pub use placement::{NodeDown, PlacementNumbers, per_node_timeline, placement_numbers};
 
 use serde::Serialize;
 use std::path::Path;

@@ -72,6 +72,9 @@ pub struct RunNumbers {
     pub replicas_max: f64,
     /// (seconds from start, replicas) at every change, from the start.
     pub replicas_over_time: Vec<(f64, f64)>,
+    /// Which node ran what (runs on a multi-node orchestrator).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<super::placement::PlacementNumbers>,
 }
 
 /// Means over the runs of one role; request counts summed over them.
@@ -167,6 +170,10 @@ pub fn role_numbers(pairs: &Pairs, role: Role) -> anyhow::Result<RoleNumbers> {
             scale_events: run.meta.as_ref().map(|m| m.scale_events.len()).unwrap_or(0),
             replicas_max: over_time.iter().map(|x| x.1).fold(0.0, f64::max),
             replicas_over_time: over_time,
+            placement: run
+                .meta
+                .as_ref()
+                .and_then(super::placement::placement_numbers),
         });
     }
     let firsts: Vec<f64> = per_run.iter().filter_map(|r| r.first_scale_s).collect();

@@ -19,7 +19,7 @@ use bollard::query_parameters::{
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 
-use crate::orchestrator::swarm::{EngineApi, SwarmOrchestrator};
+use crate::orchestrator::swarm::{EngineApi, ServiceApi as _, SwarmOrchestrator};
 
 /// Node updates attempted before a version conflict is an error.
 const NODE_UPDATE_ATTEMPTS: u32 = 5;
@@ -127,6 +127,14 @@ impl Engine {
             .await
             .context("--backend swarm: asking the Docker Engine about its Swarm (GET /info)")?;
         manager_id(info.swarm.unwrap_or_default())
+    }
+
+    /// `GET {path}` (`/nodes`, `/tasks?filters=…`): the Engine's JSON as it sent it.
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.api
+            .get(path)
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {path} on the Docker Engine: {e}"))
     }
 
     /// Of `images` ("name:tag"), those not present locally.

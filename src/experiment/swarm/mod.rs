@@ -5,12 +5,13 @@
 //! left. See `docs/experiment.md`.
 //!
 //! Files by concern: the run behind the runner's `Backend` seam ([`run`]), what a run changed
-//! and its teardown ([`deployment`]), waiting for the stack ([`ready`]), the stack file
-//! ([`stack`]), and the Engine API ([`engine`], through bollard; stacks are a docker CLI
+//! and its teardown ([`deployment`]), which node ran what ([`placement`]), waiting for the
+//! stack ([`ready`]), the stack file ([`stack`]), and the Engine API ([`engine`], through bollard; stacks are a docker CLI
 //! feature, so only deploying and removing the stack runs the CLI).
 
 mod deployment;
 pub mod engine;
+mod placement;
 mod ready;
 mod run;
 pub mod stack;

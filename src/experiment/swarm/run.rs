@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use super::deployment::Deployment;
 use super::engine::Engine;
+use super::placement::PlacementRecorder;
 use super::{SwarmOpts, ready, stack};
 use crate::experiment::runner::{Backend, LoadEnd, RunContext, RunningLoad};
 use crate::orchestrator::Orchestrator as _;
+use crate::results::placement::Placement;
 use crate::scaler::controller::Event;
 
 /// How often the load container's state is read.
@@ -26,6 +28,8 @@ pub struct SwarmBackend {
     dep: Option<Deployment>,
     /// The stack holds a scaler (scaled runs).
     scaler: bool,
+    /// Which node runs what, noted each second of the load.
+    placement: Option<PlacementRecorder>,
 }
 
 impl SwarmBackend {
@@ -37,6 +41,7 @@ impl SwarmBackend {
                 .build()?,
             dep: None,
             scaler: false,
+            placement: None,
         })
     }
 
@@ -73,6 +78,10 @@ impl Backend for SwarmBackend {
             let engine = Engine::connect().await?;
             let dep = self.dep.insert(Deployment::new(engine, stack_name(run)));
             let stack = dep.stack.clone();
+            self.placement = Some(PlacementRecorder::new(
+                &stack,
+                &format!("{stack}_webserver"),
+            ));
             run.say(&format!("deploying stack {stack}"));
             let master_role = dep.place().await?;
             dep.ensure_secret().await?;
@@ -167,6 +176,29 @@ impl Backend for SwarmBackend {
                 Ok(s) => Some(s.replicas),
                 Err(e) => {
                     tracing::warn!("replicas of {service}: {e}");
+                    None
+                }
+            }
+        })
+    }
+
+    fn observe(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let (Some(dep), Some(rec)) = (&self.dep, &mut self.placement)
+                && let Err(e) = rec.observe(&dep.engine).await
+            {
+                tracing::warn!("where the replicas run: {e:#}");
+            }
+        })
+    }
+
+    fn placement(&mut self) -> BoxFuture<'_, Option<Placement>> {
+        Box::pin(async move {
+            let (dep, rec) = (self.dep.as_ref()?, self.placement.as_mut()?);
+            match rec.finish(&dep.engine).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!("which node ran what: {e:#}");
                     None
                 }
             }
