@@ -232,3 +232,63 @@ pub fn assert_run_files(run: &Path, scaled_acted: bool) {
         );
     }
 }
+
+/// Every export of `run` present, readable and non-empty (but failed requests, empty when
+/// none failed), and the continuously measured ones (counters, scraped gauges, replicas) covering the
+/// load, all series together, without a gap longer than `max_gap_s`. The request durations
+/// (p99, average) have no sample while no request completes in their 15 s window, as in
+/// Prometheus: their worst gap is printed, not asserted.
+pub fn assert_exports_cover_load(run: &Path, meta: &RunMeta, max_gap_s: f64) {
+    let (start, end) = (
+        meta.start.timestamp() as f64,
+        meta.end.unwrap().timestamp() as f64,
+    );
+    use starvation::results::metrics::{FAILED_REQUESTS, Kind, METRICS};
+    use starvation::results::promjson::read_export;
+    let mut files: Vec<(String, bool)> = METRICS
+        .iter()
+        .filter(|s| s.kind != Kind::ScaleEvent && s.readable != FAILED_REQUESTS)
+        .map(|s| (s.json_file(), !s.query.contains("histogram")))
+        .collect();
+    files.push(("Replicas_export.json".into(), true));
+    let mut worst_gaps = Vec::new();
+    for (f, continuous) in files {
+        let path = run.join(&f);
+        let r = read_export(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(!r.is_empty(), "{} is empty", path.display());
+        let mut ts: Vec<f64> = r
+            .series()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s.values.iter().map(|v| v.ts))
+            .filter(|t| (start..=end).contains(t))
+            .collect();
+        ts.sort_by(f64::total_cmp);
+        ts.dedup();
+        assert!(
+            !ts.is_empty(),
+            "{}: no sample during the load",
+            path.display()
+        );
+        let gaps = [ts[0] - start, end - ts[ts.len() - 1]]
+            .into_iter()
+            .chain(ts.windows(2).map(|w| w[1] - w[0]));
+        let worst = gaps.fold(0.0, f64::max);
+        worst_gaps.push(format!(
+            "{} {worst:.0} s",
+            f.trim_end_matches("_export.json")
+        ));
+        assert!(
+            !continuous || worst <= max_gap_s,
+            "{}: a gap of {worst} s in the load's {} s",
+            path.display(),
+            end - start
+        );
+    }
+    eprintln!(
+        "{}: worst gap per export over the load's {:.0} s: {}",
+        run.file_name().unwrap().to_string_lossy(),
+        end - start,
+        worst_gaps.join(", ")
+    );
+}

@@ -4,6 +4,7 @@
 //! (`cargo test -- --include-ignored`, as `.ci/run` does) a missing binary fails it.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod experiment;
 pub mod prometheus;
 
