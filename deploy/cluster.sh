@@ -124,6 +124,9 @@ build_node_image() {
     ln -s usr/sbin "$rootfs/sbin"
     ln -s usr/lib "$rootfs/lib"
     ln -s usr/lib64 "$rootfs/lib64"
+    # /var/run on the node's /run tmpfs: a node whose dockerd was killed (docker kill, or a
+    # docker stop that timed out) leaves docker.pid, which would stop it from starting again.
+    ln -s ../run "$rootfs/var/run"
     for bin in dockerd containerd containerd-shim-runc-v2 runc docker-init docker-proxy; do
         copy_with_libs "$rootfs" "$(command -v "$bin")"
         # dockerd runs each by name from PATH; keep them all in /usr/bin and /usr/sbin.

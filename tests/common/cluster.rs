@@ -128,12 +128,12 @@ pub struct Seen {
 }
 
 /// The manager's tasks of the services whose names start with `prefix`, named by node
-/// hostname, and each node's role label.
+/// hostname; each node's role label; the desired replicas of those services.
 pub async fn tasks(
     http: &reqwest::Client,
     ip: &str,
     prefix: &str,
-) -> (Vec<Seen>, BTreeMap<String, String>) {
+) -> (Vec<Seen>, BTreeMap<String, String>, BTreeMap<String, u32>) {
     let nodes = engine(http, ip, "/nodes").await;
     let mut host = HashMap::new();
     let mut roles = BTreeMap::new();
@@ -162,6 +162,18 @@ pub async fn tasks(
                 .then(|| (s["ID"].as_str().unwrap_or("").to_owned(), name.to_owned()))
         })
         .collect();
+    // Desired replicas of the replicated services.
+    let desired = services
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let name = s["Spec"]["Name"].as_str()?;
+            let n = s["Spec"]["Mode"]["Replicated"]["Replicas"].as_u64()?;
+            name.starts_with(prefix)
+                .then(|| (name.to_owned(), u32::try_from(n).unwrap()))
+        })
+        .collect();
     let all = engine(http, ip, "/tasks").await;
     let seen = all
         .as_array()
@@ -184,7 +196,7 @@ pub async fn tasks(
             })
         })
         .collect();
-    (seen, roles)
+    (seen, roles, desired)
 }
 
 /// `webserver` of `sv1s123_webserver`.
