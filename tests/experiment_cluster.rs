@@ -213,7 +213,7 @@ async fn a_pair_on_a_three_node_swarm_with_a_worker_stopped() {
     common::build_stack_images(&tag);
 
     let started = Instant::now();
-    let (ok, err) = cluster(&name, &["up"]);
+    let (ok, _, err) = cluster(&name, &["up"]);
     assert!(ok, "{TEST}: cluster.sh up failed:\n{err}");
     let up_s = started.elapsed().as_secs_f64();
     eprintln!("{TEST}: cluster.sh up (3 nodes): {up_s:.1} s");
@@ -223,7 +223,7 @@ async fn a_pair_on_a_three_node_swarm_with_a_worker_stopped() {
     let mut load = vec!["load"];
     load.extend(images.iter().map(String::as_str));
     let started = Instant::now();
-    let (ok, err) = cluster(&name, &load);
+    let (ok, _, err) = cluster(&name, &load);
     assert!(ok, "{TEST}: cluster.sh load failed:\n{err}");
     eprintln!(
         "{TEST}: cluster.sh load (5 images): {:.1} s",

@@ -15,109 +15,12 @@
 
 mod common;
 
+use common::cluster::{Cluster, cluster, read_env, root};
 use common::docker;
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TEST: &str = "swarm_cluster";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `deploy/cluster.sh --name NAME ARGS` against this machine's Engine: (success, stdout, stderr).
-fn cluster(name: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(root().join("deploy/cluster.sh"))
-        .arg("--name")
-        .arg(name)
-        .args(args)
-        .env_remove("DOCKER_HOST")
-        .env_remove("STARVATION_CLUSTER_DIR")
-        .current_dir(root())
-        .output()
-        .expect("running deploy/cluster.sh");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The cluster and the image the test made; `down` (also run on drop) removes both.
-struct Cluster {
-    name: String,
-    image: String,
-    down: bool,
-}
-
-impl Cluster {
-    /// `cluster.sh down`, timed; then what is still there with the cluster's label.
-    fn down(&mut self) -> Vec<String> {
-        self.down = true;
-        let started = Instant::now();
-        let (ok, _, err) = cluster(&self.name, &["down"]);
-        eprintln!(
-            "{TEST}: cluster.sh down: {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-        if !ok {
-            eprintln!("{TEST}: cluster.sh down failed:\n{err}");
-        }
-        docker(&["image", "rm", "-f", &self.image]);
-        let filter = format!("label=starvation-cluster={}", self.name);
-        let mut left = vec![];
-        for kind in [
-            vec!["ps", "-aq"],
-            vec!["volume", "ls", "-q"],
-            vec!["network", "ls", "-q"],
-            vec!["images", "-q"],
-        ] {
-            let mut args = kind.clone();
-            args.extend(["--filter", &filter]);
-            let (_, out) = docker(&args);
-            left.extend(
-                out.lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| format!("{} {l}", kind[0])),
-            );
-        }
-        // The nodes' containers have their cgroups under /NAME-nodeN (cgroup v1).
-        if let Ok(dirs) = std::fs::read_dir("/sys/fs/cgroup/cpu") {
-            left.extend(
-                dirs.filter_map(Result::ok)
-                    .map(|d| d.file_name().to_string_lossy().into_owned())
-                    .filter(|d| d.starts_with(&format!("{}-node", self.name)))
-                    .map(|d| format!("cgroup /sys/fs/cgroup/cpu/{d}")),
-            );
-        }
-        left
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if !self.down {
-            let left = self.down();
-            if !left.is_empty() {
-                eprintln!("{TEST}: still present after cluster.sh down: {left:?}");
-            }
-        }
-    }
-}
-
-/// `KEY=VALUE` lines of the env file `cluster.sh up` writes.
-fn read_env(name: &str) -> HashMap<String, String> {
-    let path = root().join("target/cluster").join(name).join("env");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{TEST}: reading {}: {e}", path.display()));
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
 
 /// `GET http://IP:2375/v1.41PATH` on a node's Engine (plain TCP on the cluster's own network).
 async fn engine(ip: &str, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
@@ -144,8 +47,10 @@ async fn three_node_swarm_from_dind_nodes_with_overlay_across_nodes() {
     let name = format!("starvation-cluster-t{}", std::process::id());
     let image = format!("starvation:{name}");
     let mut guard = Cluster {
+        test: TEST,
         name: name.clone(),
-        image: image.clone(),
+        // The image is starvation:NAME, removed with the cluster.
+        tag: name.clone(),
         down: false,
     };
 

@@ -14,8 +14,9 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `deploy/cluster.sh --name NAME ARGS` against this machine's Engine: (success, stderr).
-pub fn cluster(name: &str, args: &[&str]) -> (bool, String) {
+/// `deploy/cluster.sh --name NAME ARGS` against this machine's Engine: (success, stdout,
+/// stderr).
+pub fn cluster(name: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(root().join("deploy/cluster.sh"))
         .arg("--name")
         .arg(name)
@@ -27,6 +28,7 @@ pub fn cluster(name: &str, args: &[&str]) -> (bool, String) {
         .expect("running deploy/cluster.sh");
     (
         out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
@@ -46,7 +48,7 @@ impl Cluster {
     pub fn down(&mut self) -> Vec<String> {
         self.down = true;
         let started = Instant::now();
-        let (ok, err) = cluster(&self.name, &["down"]);
+        let (ok, _, err) = cluster(&self.name, &["down"]);
         eprintln!(
             "{}: cluster.sh down: {:.1} s",
             self.test,
@@ -73,6 +75,15 @@ impl Cluster {
                 out.lines()
                     .filter(|l| !l.trim().is_empty())
                     .map(|l| format!("{} {l}", kind[0])),
+            );
+        }
+        // The nodes' containers have their cgroups under /NAME-nodeN (cgroup v1).
+        if let Ok(dirs) = std::fs::read_dir("/sys/fs/cgroup/cpu") {
+            left.extend(
+                dirs.filter_map(Result::ok)
+                    .map(|d| d.file_name().to_string_lossy().into_owned())
+                    .filter(|d| d.starts_with(&format!("{}-node", self.name)))
+                    .map(|d| format!("cgroup /sys/fs/cgroup/cpu/{d}")),
             );
         }
         left
