@@ -207,7 +207,7 @@ pub struct Opts {
 
     /// Post an alert `ScalerPinnedAtMax{service}` to this Alertmanager (its base URL, e.g.
     /// http://alertmanager:9093) while a service is pinned at its max (the load wants more),
-    /// resolved once it is not. Default: none.
+    /// resolved once the service is below its max again. Default: none.
     #[arg(long, env = "STARVATION_ALERTMANAGER")]
     pub alertmanager: Option<String>,
 
