@@ -52,7 +52,7 @@ kill "$pid"; wait "$pid" 2>/dev/null || true
 
 echo "== 3. idle CPU with and without the pusher (30 s each, 1 s push interval)"
 gw_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-prometheus-pushgateway --web.listen-address="127.0.0.1:$gw_port" >/dev/null 2>&1 &
+prometheus-pushgateway --web.listen-address="127.0.0.1:$gw_port" --persistence.file= >/dev/null 2>&1 &
 pids+=($!); sleep 1
 hz=$(getconf CLK_TCK)
 for mode in without with; do

@@ -264,7 +264,15 @@ impl Trio {
                 Daemon::start(
                     "pushgateway",
                     &pushgateway,
-                    |port| Ok(vec![format!("--web.listen-address=127.0.0.1:{port}")]),
+                    // Debian's build persists every instance's groups to one shared file
+                    // (/var/lib/prometheus/pushgateway.data) and loads it at start: a run
+                    // would begin with another's groups. Memory only.
+                    |port| {
+                        Ok(vec![
+                            format!("--web.listen-address=127.0.0.1:{port}"),
+                            "--persistence.file=".to_owned(),
+                        ])
+                    },
                     "/-/ready",
                     &dir.join("pushgateway.log"),
                     &client,

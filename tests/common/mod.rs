@@ -171,6 +171,9 @@ pub async fn start_pushgateway(test: &str) -> (Proc, String) {
     let port = free_port();
     let child = Command::new(bin)
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        // Debian's build persists to one file shared by every instance and loads it at start
+        // (a group another test pushed showed up here): memory only.
+        .arg("--persistence.file=")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
