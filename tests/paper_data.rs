@@ -304,17 +304,22 @@ fn an_overwritten_p99_file_is_left_out_and_named() {
     assert!(summary.p99_latency.unwrap().baseline_peak_s < 60.0);
 }
 
-/// `aggregate` replaces --out whole: nothing of an older aggregation survives, and a failed run
-/// leaves the older output as it was.
+/// `aggregate` replaces the files it wrote before: nothing of an older aggregation survives, a
+/// file it did not write stays, and a failed run leaves the older output as it was.
 #[test]
-fn aggregate_output_is_replaced_whole_or_not_at_all() {
+fn aggregate_replaces_its_own_output_or_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("means");
     starvation::results::aggregate::aggregate(&raw("pair_10"), &out).unwrap();
     let p99_csv = out.join("baseline/Request_Duration_export_mean_values.csv");
     assert!(p99_csv.exists());
+    std::fs::write(out.join("precious.txt"), "not the tool's").unwrap();
     starvation::results::aggregate::aggregate(&raw("pair_103"), &out).unwrap();
     assert!(!p99_csv.exists(), "a CSV of the older aggregation survived");
+    assert_eq!(
+        std::fs::read_to_string(out.join("precious.txt")).unwrap(),
+        "not the tool's"
+    );
 
     // A run with a broken export: an error, and the previous output intact.
     let before = std::fs::read(out.join("summary.json")).unwrap();
@@ -326,12 +331,147 @@ fn aggregate_output_is_replaced_whole_or_not_at_all() {
         .to_string();
     assert!(err.contains("Busy_Worker_Threads_export.json"), "{err}");
     assert_eq!(std::fs::read(out.join("summary.json")).unwrap(), before);
-    let names: Vec<String> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    for dir in [tmp.path(), out.as_path()] {
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".starvation-output.json")
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.starts_with('.')),
+            "staging folders left behind in {}: {names:?}",
+            dir.display()
+        );
+    }
+}
+
+fn aggregate_cli(runs: &Path, out: &Path) -> std::process::Output {
+    let mut child = std::process::Command::new(common::starvation_bin())
+        .args(["aggregate", "--runs"])
+        .arg(runs)
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A hang is a failure, not a stuck test.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("aggregate did not finish within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut v = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                v.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+/// Issue 26 point 1: a folder holding a `summary.json` is not therefore the tool's, and
+/// `--out` equal to or inside `--runs` is refused; in every case nothing is lost.
+#[test]
+fn aggregate_never_deletes_or_overwrites_what_it_did_not_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    copy_dir(&raw("pair_10"), &runs.join("pair_10"));
+    let runs_before = tree(&runs);
+
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("summary.json"), "{}").unwrap();
+    std::fs::write(d.join("thesis.tex"), "x").unwrap();
+    let o = aggregate_cli(&runs, &d);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
     assert!(
-        names.iter().all(|n| !n.starts_with('.')),
-        "staging folders left behind: {names:?}"
+        stderr.contains("would overwrite summary.json that this command did not write"),
+        "{stderr}"
     );
+    assert_eq!(std::fs::read(d.join("thesis.tex")).unwrap(), b"x");
+    assert_eq!(std::fs::read(d.join("summary.json")).unwrap(), b"{}");
+    assert_eq!(
+        std::fs::read_dir(&d).unwrap().count(),
+        2,
+        "nothing added to d"
+    );
+
+    for out in [runs.clone(), runs.join("pair_10"), runs.join("means")] {
+        let o = aggregate_cli(&runs, &out);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "--out {} accepted", out.display());
+        assert!(stderr.contains("pass a folder outside --runs"), "{stderr}");
+    }
+    assert_eq!(tree(&runs), runs_before, "the runs changed");
+}
+
+/// Issue 26 point 9: a FIFO among the runs is refused at once (it used to block forever), and an
+/// export too large to be one is refused before it is read.
+#[test]
+fn aggregate_reads_only_regular_files_of_bounded_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    copy_dir(&raw("pair_10"), &runs.join("pair_10"));
+    let run = std::fs::read_dir(runs.join("pair_10"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let export = run.join("Busy_Worker_Threads_export.json");
+    std::fs::remove_file(&export).unwrap();
+    let c = std::ffi::CString::new(export.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let o = aggregate_cli(&runs, &tmp.path().join("out"));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("Busy_Worker_Threads_export.json: not a regular file (a FIFO)"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(&export).unwrap();
+    std::fs::File::create(&export)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let o = aggregate_cli(&runs, &tmp.path().join("out"));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("2147483648 bytes, more than the 64 MiB"),
+        "{stderr}"
+    );
+    assert!(
+        !tmp.path().join("out").exists(),
+        "nothing written on an error"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
 }

@@ -58,10 +58,7 @@ impl MeanData {
 
 /// Read one `timestamp,value` CSV.
 pub fn read_mean_csv(path: &Path) -> Result<Series, FigureError> {
-    let text = std::fs::read(path).map_err(|e| FigureError::BadData {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let text = crate::results::input::read_regular(path, crate::results::input::SMALL_MAX_BYTES)?;
     parse_mean_csv(&text, path)
 }
 

@@ -13,7 +13,8 @@ mod panel;
 pub use data::{MeanData, Series, parse_mean_csv, read_mean_csv, read_mean_data};
 pub use draw::{Geometry, Rect, draw_figure};
 
-use crate::results::fsutil::{ensure_dir, progress_bar};
+use crate::results::fsutil::progress_bar;
+use crate::results::output_dir::OutputDir;
 use std::path::{Path, PathBuf};
 
 /// Errors of `figures`.
@@ -52,7 +53,9 @@ pub struct FiguresOpts {
     /// holding `<name>_export_mean_values.csv`, as `starvation aggregate --out` writes them.
     #[arg(long)]
     pub data: PathBuf,
-    /// Output directory (created if missing).
+    /// Output directory (created if missing). The figures of an earlier `figures` run here
+    /// (listed in its .starvation-output.json) are replaced; any other file is kept, and a name
+    /// clash with one is refused.
     #[arg(long)]
     pub out: PathBuf,
     /// Image formats, comma separated.
@@ -146,10 +149,7 @@ fn read_summary(data: &Path) -> Result<Option<serde_json::Value>, FigureError> {
     if !p.exists() {
         return Ok(None);
     }
-    let bytes = std::fs::read(&p).map_err(|e| FigureError::BadData {
-        path: p.clone(),
-        message: e.to_string(),
-    })?;
+    let bytes = crate::results::input::read_regular(&p, crate::results::input::SMALL_MAX_BYTES)?;
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| FigureError::BadData {
@@ -193,7 +193,9 @@ pub fn figure_stems(data: &MeanData) -> Vec<String> {
     v
 }
 
-/// Draw all figures of `data` into `out` in each format; returns the files written.
+/// Draw all figures of `data` into `out` in each format; returns the files written. The files
+/// are drawn aside and put in place together ([`OutputDir`]): the figures of an earlier run into
+/// `out` are replaced, any other file there is kept and never overwritten.
 pub fn draw_all(
     data: &MeanData,
     out: &Path,
@@ -205,28 +207,21 @@ pub fn draw_all(
             "--format: give at least one of png, svg".into(),
         ));
     }
-    ensure_dir(out, "--out")?;
+    let staged = OutputDir::new(out, "--out", "starvation figures")?;
     draw::register_fonts();
     let stems = figure_stems(data);
     let bar = progress_bar((stems.len() * formats.len()) as u64, "drawing figures");
-    let mut written = Vec::new();
     for stem in &stems {
         for &fmt in formats {
             crate::results::fsutil::check_cancel()?;
-            let path = out.join(format!("{stem}.{}", fmt.ext()));
-            // Deleted on drop: a failed drawing leaves nothing behind.
-            let draw_err = |message: String| FigureError::Draw {
-                path: path.clone(),
-                message,
-            };
-            let tmp = crate::util::temp_beside(&path).map_err(|e| draw_err(e.to_string()))?;
-            draw::draw_figure(stem, data, marks, fmt, &tmp)?;
-            tmp.persist(&path).map_err(|e| draw_err(e.to_string()))?;
-            written.push(path);
+            let path = staged.path().join(format!("{stem}.{}", fmt.ext()));
+            draw::draw_figure(stem, data, marks, fmt, &path)?;
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
+    let mut written = staged.commit()?;
+    written.sort();
     Ok(written)
 }
 

@@ -1,9 +1,9 @@
-//! File-system helpers of the results commands: output folders created or replaced whole
-//! ([`StagedDir`]), Python-compatible float text, cancellation between files, progress bars.
-//! (Atomic single-file writes are [`crate::util::write_atomic`].)
+//! File-system helpers of the results commands: Python-compatible float text, cancellation
+//! between files, progress bars. (Output folders: [`super::output_dir`]; reading inputs:
+//! [`super::input`]; atomic single-file writes: [`crate::util::write_atomic`].)
 
 use super::ResultsError;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Create `dir` (and parents), naming the flag it came from when that fails.
 pub fn ensure_dir(dir: &Path, flag: &str) -> Result<(), ResultsError> {
@@ -29,103 +29,6 @@ pub fn py_float(v: f64) -> String {
         s
     } else {
         format!("{s}.0")
-    }
-}
-
-/// An output folder built aside and swapped in whole: everything is written into a hidden
-/// temporary folder beside `--out`, and [`StagedDir::commit`] puts it in place of `--out`. A
-/// failed or interrupted run leaves `--out` as it was (the staging folder is removed on drop),
-/// and no file of an older run survives a successful one.
-pub struct StagedDir {
-    target: PathBuf,
-    staging: Option<tempfile::TempDir>,
-}
-
-impl StagedDir {
-    /// Stage a replacement for `target`. `marker` is a file every earlier output of this command
-    /// holds: a non-empty `target` without it is someone else's folder and is refused rather
-    /// than replaced.
-    pub fn new(target: &Path, flag: &str, marker: &str) -> Result<Self, ResultsError> {
-        if target.exists() {
-            if !target.is_dir() {
-                return Err(ResultsError::Usage(format!(
-                    "{flag} {}: exists and is not a directory; pass a directory",
-                    target.display()
-                )));
-            }
-            let non_empty = std::fs::read_dir(target)
-                .map_err(|e| ResultsError::io(target, e))?
-                .next()
-                .is_some();
-            if non_empty && !target.join(marker).exists() {
-                return Err(ResultsError::Usage(format!(
-                    "{flag} {}: holds files that this command did not write (no {marker}), and \
-                     its output replaces the whole folder; pass a new or empty folder",
-                    target.display()
-                )));
-            }
-        }
-        let parent = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        ensure_dir(&parent, flag)?;
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
-        let staging = tempfile::Builder::new()
-            .prefix(&format!(".{name}.tmp-"))
-            .tempdir_in(&parent)
-            .map_err(|e| {
-                ResultsError::Usage(format!(
-                    "{flag} {}: cannot create a folder beside it: {e}; pass a writable location",
-                    target.display()
-                ))
-            })?;
-        Ok(Self {
-            target: target.to_path_buf(),
-            staging: Some(staging),
-        })
-    }
-
-    /// Where to write.
-    pub fn path(&self) -> &Path {
-        self.staging.as_ref().expect("not committed").path()
-    }
-
-    /// Replace the target with the staged folder.
-    pub fn commit(mut self) -> Result<(), ResultsError> {
-        let staged = self.staging.take().expect("not committed").keep();
-        let old = self.target.with_file_name(format!(
-            ".{}.old-{}",
-            self.target
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            std::process::id()
-        ));
-        let had_old = self.target.exists();
-        let res = (|| {
-            if had_old {
-                std::fs::rename(&self.target, &old)?;
-            }
-            if let Err(e) = std::fs::rename(&staged, &self.target) {
-                if had_old {
-                    let _ = std::fs::rename(&old, &self.target);
-                }
-                return Err(e);
-            }
-            Ok(())
-        })();
-        if let Err(e) = res {
-            let _ = std::fs::remove_dir_all(&staged);
-            return Err(ResultsError::io(&self.target, e));
-        }
-        if had_old {
-            let _ = std::fs::remove_dir_all(&old);
-        }
-        Ok(())
     }
 }
 
@@ -180,37 +83,5 @@ mod tests {
         assert_eq!(py_float(145.0), "145.0");
         assert_eq!(py_float(7.25531914893617), "7.25531914893617");
         assert_eq!(py_float(-2.5), "-2.5");
-    }
-
-    #[test]
-    fn staged_dir_replaces_the_whole_folder_or_nothing() {
-        let root = tempfile::tempdir().unwrap();
-        let out = root.path().join("means");
-        std::fs::create_dir_all(&out).unwrap();
-        std::fs::write(out.join("summary.json"), "{}").unwrap();
-        std::fs::write(out.join("stale.csv"), "old").unwrap();
-        // Dropped without commit: the old folder is untouched, no staging folder remains.
-        {
-            let staged = StagedDir::new(&out, "--out", "summary.json").unwrap();
-            std::fs::write(staged.path().join("half.csv"), "x").unwrap();
-        }
-        assert!(out.join("stale.csv").exists());
-        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
-        // Committed: only the new files.
-        let staged = StagedDir::new(&out, "--out", "summary.json").unwrap();
-        std::fs::write(staged.path().join("summary.json"), "{\"new\":1}").unwrap();
-        staged.commit().unwrap();
-        assert!(!out.join("stale.csv").exists());
-        assert!(out.join("summary.json").exists());
-        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
-        // A folder that is not ours is refused, and kept.
-        let other = root.path().join("photos");
-        std::fs::create_dir_all(&other).unwrap();
-        std::fs::write(other.join("cat.jpg"), "meow").unwrap();
-        let err = StagedDir::new(&other, "--out", "summary.json")
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("new or empty folder"), "{err}");
-        assert!(other.join("cat.jpg").exists());
     }
 }

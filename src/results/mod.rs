@@ -4,7 +4,9 @@
 pub mod aggregate;
 pub mod export;
 pub mod fsutil;
+pub mod input;
 pub mod metrics;
+pub mod output_dir;
 pub mod placement;
 pub mod promjson;
 pub mod runmeta;

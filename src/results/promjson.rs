@@ -153,7 +153,7 @@ pub fn parse_response(bytes: &[u8]) -> Result<QueryRangeResponse, String> {
 
 /// Read a saved `*_export.json` file.
 pub fn read_export(path: &Path) -> Result<QueryRangeResponse, ResultsError> {
-    let bytes = std::fs::read(path).map_err(|e| ResultsError::io(path, e))?;
+    let bytes = super::input::read_regular(path, super::input::EXPORT_MAX_BYTES)?;
     parse_response(&bytes).map_err(|message| ResultsError::BadJson {
         path: path.to_path_buf(),
         message,

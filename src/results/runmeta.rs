@@ -90,7 +90,7 @@ impl RunMeta {
     }
 
     pub fn read(path: &Path) -> Result<Self, ResultsError> {
-        let bytes = std::fs::read(path).map_err(|e| ResultsError::io(path, e))?;
+        let bytes = super::input::read_regular(path, super::input::SMALL_MAX_BYTES)?;
         let m: RunMeta = serde_json::from_slice(&bytes).map_err(|e| ResultsError::BadRunMeta {
             path: path.into(),
             message: e.to_string(),

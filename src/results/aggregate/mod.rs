@@ -11,8 +11,9 @@ pub use load::{LeftOut, RunData, align, foreign_series, load_run};
 pub use summary::*;
 
 use super::ResultsError;
-use super::fsutil::{StagedDir, ensure_dir};
+use super::fsutil::ensure_dir;
 use super::metrics::{self, Kind, METRICS};
+use super::output_dir::OutputDir;
 use super::runmeta::{self, Pairs, Role, RunDir};
 use super::stats;
 use crate::util::write_atomic;
@@ -28,9 +29,10 @@ pub struct AggregateOpts {
     /// a `run.json`, at most three levels down.
     #[arg(long)]
     pub runs: PathBuf,
-    /// Output directory: baseline/ and scaled/ mean datasets, summary.json, summary.md. It is
-    /// replaced whole (built aside, then swapped in; left as it was on an error), so it must be
-    /// new, empty, or an earlier aggregate output (holding summary.json).
+    /// Output directory: baseline/ and scaled/ mean datasets, summary.json, summary.md. Built
+    /// aside, then each file put in place; the files of an earlier aggregate here (listed in its
+    /// .starvation-output.json) are replaced or removed, any other file is kept, and a name
+    /// clash with one is refused. Must not be --runs or inside it.
     #[arg(long)]
     pub out: PathBuf,
     /// Alignment step: each sample goes to the nearest multiple of STEP after the run's first.
@@ -136,6 +138,48 @@ fn reduction(b: f64, s: f64) -> f64 {
     if b == 0.0 { 0.0 } else { (b - s) / b * 100.0 }
 }
 
+/// Who owns an aggregate output folder (its manifest says so).
+const OWNER: &str = "starvation aggregate";
+
+/// `--out` equal to `--runs` or inside it would mix the means into the runs.
+fn refuse_out_inside_runs(runs: &Path, out: &Path) -> Result<(), ResultsError> {
+    let (runs_abs, out_abs) = (resolved(runs), resolved(out));
+    if out_abs.starts_with(&runs_abs) {
+        return Err(ResultsError::Usage(format!(
+            "--out {} is {} --runs {}: the output would land among the runs it reads; pass a folder outside --runs",
+            out.display(),
+            if out_abs == runs_abs {
+                "the same folder as"
+            } else {
+                "inside"
+            },
+            runs.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `p` made absolute with symlinks resolved as far as it exists.
+fn resolved(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return abs,
+        }
+    }
+    let mut out = existing
+        .canonicalize()
+        .unwrap_or_else(|_| existing.to_path_buf());
+    out.extend(rest.iter().rev());
+    out
+}
+
 /// Aggregate all runs under `runs_dir` into `out_dir` and return the summary.
 pub fn aggregate(runs_dir: &Path, out_dir: &Path) -> Result<Summary, ResultsError> {
     aggregate_with(
@@ -161,6 +205,7 @@ pub fn aggregate_with(
             "--step must be positive (e.g. 5s)".into(),
         ));
     }
+    refuse_out_inside_runs(runs_dir, out_dir)?;
     let pairs: Pairs = runmeta::discover(runs_dir)?;
     let all: Vec<&RunDir> = pairs
         .runs(Role::Baseline)
@@ -185,8 +230,8 @@ pub fn aggregate_with(
         |role: Role| -> Vec<&RunData> { data.iter().filter(|r| r.role == role).collect() };
     let (base, scaled) = (by_role(Role::Baseline), by_role(Role::Scaled));
 
-    // Everything is written into a staging folder that replaces --out at the end.
-    let staged = StagedDir::new(out_dir, "--out", "summary.json")?;
+    // Everything is written aside; commit puts it in place of the last aggregate's files.
+    let staged = OutputDir::new(out_dir, "--out", OWNER)?;
     let out = staged.path();
     let mut metric_summaries = Vec::new();
     let mut mean_curves: BTreeMap<(&str, Role), Vec<SlotStats>> = BTreeMap::new();
