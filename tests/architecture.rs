@@ -26,6 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "results",
             "scaler",
             "util",
+            "workload",
         ],
     ),
     (

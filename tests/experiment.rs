@@ -286,3 +286,98 @@ fn example_scenario_is_valid() {
     )))
     .unwrap();
 }
+
+/// Issue 26 point 14: a profile that cannot run is refused before anything is created, and the
+/// error names the key.
+#[test]
+fn profiles_that_cannot_run_are_refused_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tiny = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/experiment-tiny.toml"
+    ))
+    .unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "block_ms = 500",
+            "block_ms = 700000",
+            "block_ms = 700000: at most 600000",
+        ),
+        (
+            "stages = \"10:4s,15:4s\"",
+            "stages = \"10:18446744073709551615s\"",
+            "longer than the 24 h a run may take",
+        ),
+        (
+            "max_replicas = 2",
+            "max_replicas = 10000",
+            "max_replicas = 10000: at most 100",
+        ),
+        (
+            "stages = \"10:4s,15:4s\"",
+            "stages = \"0:1s\"",
+            "starts no iteration",
+        ),
+        (
+            "max_vus = 200",
+            "max_vus = 200\nserve_args = [\"--io-model\", \"bogus\"]",
+            "serve_args = [\"--io-model\", \"bogus\"]: a replica would refuse them",
+        ),
+    ];
+    for (i, (from, to, expected)) in cases.iter().enumerate() {
+        assert!(tiny.contains(from), "{from}");
+        let profile = tmp.path().join(format!("p{i}.toml"));
+        std::fs::write(&profile, tiny.replace(from, to)).unwrap();
+        let out = tmp.path().join(format!("exp{i}"));
+        let o = Command::new(starvation_bin())
+            .args(["experiment", "--profile"])
+            .arg(&profile)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{to} accepted");
+        assert!(err.contains(expected), "{to}: {err}");
+        assert!(!out.exists(), "{to}: the folder was created");
+    }
+}
+
+/// Issue 26 point 12: variables in the shell do not reach the experiment's replicas. A MongoDB
+/// URI there used to switch every replica to MongoDB (every request failed); an I/O model
+/// there would now make every replica refuse to start. The store is recorded in run.json.
+#[test]
+fn the_shell_environment_does_not_switch_the_replicas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("exp");
+    let o = Command::new(starvation_bin())
+        .args(["experiment", "--runs", "1", "--profile"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/experiment-tiny.toml"
+        ))
+        .arg("--out")
+        .arg(&out)
+        .env("RUST_LOG", "warn")
+        .env(
+            "STARVATION_MONGODB_URI",
+            "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=100",
+        )
+        .env("STARVATION_IO_MODEL", "bogus")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for role in ["baseline", "scaled"] {
+        let run = out.join("runs/pair_1").join(role);
+        assert_eq!(json(&run.join("run.json"))["store"], "sqlite", "{role}");
+        let summary = json(&run.join("load_summary.json"));
+        assert!(
+            summary["completed"].as_u64().unwrap() > 0,
+            "{role}: {summary}"
+        );
+        assert_eq!(
+            summary["errors"]["unexpected_status"], 0,
+            "{role}: the replicas answered errors: {summary}"
+        );
+    }
+}

@@ -67,10 +67,6 @@ impl Backend for LocalBackend {
             let listen: SocketAddr = ([127, 0, 0, 1], port).into();
             let data = run.dir.join("data");
             let mut serve_args: Vec<String> = vec![
-                "--block-ms".into(),
-                p.block_ms.to_string(),
-                "--min-threads".into(),
-                p.min_threads.to_string(),
                 "--pushgateway".into(),
                 pushgateway,
                 "--push-interval".into(),
@@ -78,7 +74,7 @@ impl Backend for LocalBackend {
                 "--data-dir".into(),
                 data.display().to_string(),
             ];
-            serve_args.extend(p.serve_args.iter().cloned());
+            serve_args.extend(p.replica_args());
             let cfg = LocalConfig {
                 service: SERVICE.into(),
                 program: self.program.clone(),

@@ -77,6 +77,16 @@ fn default_max_vus() -> u64 {
     1000
 }
 
+/// The longest load a run may have (and the longest of its other durations).
+const MAX_LOAD: Duration = Duration::from_secs(24 * 3600);
+/// The most replicas a profile may allow.
+pub const MAX_REPLICAS: u32 = 100;
+
+fn store_named(v: &str) -> crate::workload::StoreKind {
+    <crate::workload::StoreKind as clap::ValueEnum>::from_str(v, true)
+        .unwrap_or(crate::workload::StoreKind::Sqlite)
+}
+
 /// The pool's starvation delay for the paper's profile, fitted by `starvation calibrate` (see
 /// docs/calibrate.md) to the rise of the paper's baseline busy-worker-thread mean curve (its 98
 /// published pairs): every delay in 1.50–1.76 s fits as well (NRMSE 0.064 over the rise), as
@@ -159,8 +169,52 @@ impl Profile {
         )?)
     }
 
+    /// Every check runs before anything is created; each error names its key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.schedule()?;
+        let schedule = self
+            .schedule()
+            .map_err(|e| anyhow::anyhow!("stages = {:?}: {e:#}", self.stages))?;
+        anyhow::ensure!(
+            schedule.total_iterations() >= 1,
+            "stages = {:?}: the load starts no iteration (the rate stays too low); give a stage a target above 0",
+            self.stages
+        );
+        anyhow::ensure!(
+            schedule.duration() <= MAX_LOAD,
+            "stages = {:?}: a run would last {}, longer than the {} h a run may take; shorten the stages",
+            self.stages,
+            humantime::format_duration(schedule.duration()),
+            MAX_LOAD.as_secs() / 3600
+        );
+        anyhow::ensure!(
+            self.block_ms <= crate::workload::MAX_BLOCK_MS,
+            "block_ms = {}: at most {} (ten minutes); the paper's is 2000",
+            self.block_ms,
+            crate::workload::MAX_BLOCK_MS
+        );
+        anyhow::ensure!(
+            self.max_replicas <= MAX_REPLICAS,
+            "max_replicas = {}: at most {MAX_REPLICAS} (each replica is a process or task with its own pool); the paper's is 5",
+            self.max_replicas
+        );
+        for (key, secs) in [
+            ("timeout_s", self.timeout_s),
+            ("graceful_stop_s", self.graceful_stop_s),
+            ("cooldown_s", self.cooldown_s),
+            ("flap_window_s", self.flap_window_s),
+        ] {
+            anyhow::ensure!(
+                secs <= MAX_LOAD.as_secs(),
+                "{key} = {secs}: at most {} (24 h)",
+                MAX_LOAD.as_secs()
+            );
+        }
+        crate::workload::parse_replica_args(self.replica_args()).map_err(|e| {
+            anyhow::anyhow!(
+                "serve_args = {:?}: a replica would refuse them: {e}",
+                self.serve_args
+            )
+        })?;
         anyhow::ensure!(self.min_threads >= 1, "min_threads must be at least 1");
         anyhow::ensure!(
             self.initial_replicas >= 1,
@@ -178,6 +232,52 @@ impl Profile {
             "max_vus must be at least 1 and at least pre_allocated_vus"
         );
         Ok(())
+    }
+
+    /// The `serve` arguments every replica gets from the profile (the backend adds where it
+    /// listens and pushes). The store is always explicit: SQLite unless `serve_args` ask for
+    /// MongoDB, so no variable in the shell can switch it.
+    pub fn replica_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--block-ms".to_string(),
+            self.block_ms.to_string(),
+            "--min-threads".into(),
+            self.min_threads.to_string(),
+        ];
+        let says_store = self
+            .serve_args
+            .iter()
+            .any(|a| a == "--store" || a.starts_with("--store="));
+        if !says_store {
+            args.push("--store".into());
+            args.push(self.store_kind().as_str().into());
+        }
+        args.extend(self.serve_args.iter().cloned());
+        args
+    }
+
+    /// The replicas' store: `--store` in `serve_args`, else mongodb with `--mongodb-uri`.
+    pub fn store_kind(&self) -> crate::workload::StoreKind {
+        let mut args = self.serve_args.iter();
+        let mut uri = false;
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--store" => {
+                    if let Some(v) = args.next() {
+                        return store_named(v);
+                    }
+                }
+                "--mongodb-uri" => uri = true,
+                _ if a.starts_with("--store=") => return store_named(&a["--store=".len()..]),
+                _ if a.starts_with("--mongodb-uri=") => uri = true,
+                _ => {}
+            }
+        }
+        if uri {
+            crate::workload::StoreKind::Mongodb
+        } else {
+            crate::workload::StoreKind::Sqlite
+        }
     }
 
     /// Upper bound of one run's load phase (schedule plus graceful stop).

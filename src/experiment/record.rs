@@ -253,6 +253,8 @@ pub struct RunRecord {
     pub summary: crate::load::Summary,
     pub scale_events: Vec<ScaleEvent>,
     pub placement: Option<Placement>,
+    /// The replicas' store (`sqlite`, `mongodb`).
+    pub store: String,
 }
 
 impl RunRecord {
@@ -322,6 +324,7 @@ impl RunRecord {
             summary: c.load.summary,
             scale_events,
             placement: c.placement,
+            store: run.profile().store_kind().as_str().into(),
         }
     }
 }
@@ -371,6 +374,7 @@ pub fn write_run(dir: &Path, rec: RunRecord) -> anyhow::Result<()> {
     meta.testid = Some(crate::load::DEFAULT_TESTID.into());
     meta.scale_events = rec.scale_events;
     meta.placement = rec.placement;
+    meta.store = Some(rec.store);
     meta.write(dir)?;
     Ok(())
 }

@@ -117,6 +117,14 @@ impl LocalOrchestrator {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // A replica's settings are its arguments: none of our STARVATION_* variables reaches
+        // it (a MongoDB URI or a token in the shell would otherwise change or leak into every
+        // replica without a word).
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("STARVATION_") {
+                cmd.env_remove(key);
+            }
+        }
         if let Some(filter) = &self.cfg.log_filter {
             cmd.env("RUST_LOG", filter);
         }

@@ -72,6 +72,10 @@ pub struct RunMeta {
     pub scale_events: Vec<ScaleEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<super::placement::Placement>,
+    /// Where the replicas stored their documents (`sqlite`, `mongodb`), as the experiment told
+    /// them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 impl RunMeta {
@@ -86,6 +90,7 @@ impl RunMeta {
             testid: None,
             scale_events: Vec::new(),
             placement: None,
+            store: None,
         }
     }
 

@@ -106,6 +106,12 @@ pub struct Opts {
     #[arg(long, env = "STARVATION_MONGODB_URI")]
     pub mongodb_uri: Option<String>,
 
+    /// Where each request's document goes: `sqlite` (in --data-dir) or `mongodb` (needs
+    /// --mongodb-uri). Default: mongodb when --mongodb-uri is given, else sqlite. The
+    /// experiment always says which, so a variable in the shell cannot switch its replicas.
+    #[arg(long, value_enum, env = "STARVATION_STORE")]
+    pub store: Option<StoreKind>,
+
     /// Set SO_REUSEPORT so several replicas on one machine share --listen; the kernel spreads
     /// connections between them.
     #[arg(long)]
@@ -136,6 +142,42 @@ pub struct Opts {
 /// The longest `--block-ms`: ten minutes (the paper's is 2000).
 pub const MAX_BLOCK_MS: u64 = 600_000;
 
+/// Where a replica stores its documents (`--store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    Sqlite,
+    Mongodb,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Mongodb => "mongodb",
+        }
+    }
+}
+
+/// Parse a replica's `serve` arguments as `serve` would, but from these arguments alone (no
+/// `STARVATION_*` variable of this process counts: a local replica does not inherit them), and
+/// check every value; the experiment refuses a profile with this before anything starts.
+pub fn parse_replica_args<I, S>(args: I) -> anyhow::Result<Opts>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Opts::command()
+        .name("serve")
+        .mut_args(|a| a.env(None::<&str>));
+    let argv =
+        std::iter::once(std::ffi::OsString::from("serve")).chain(args.into_iter().map(Into::into));
+    let matches = cmd.try_get_matches_from(argv)?;
+    let opts = Opts::from_arg_matches(&matches)?;
+    opts.pool_config()?;
+    Ok(opts)
+}
+
 /// How requests reach the pool (`--io-model`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum IoModel {
@@ -146,6 +188,15 @@ pub enum IoModel {
 }
 
 impl Opts {
+    /// The store this replica uses: `--store`, else mongodb when --mongodb-uri is given.
+    pub fn store_kind(&self) -> StoreKind {
+        self.store.unwrap_or(if self.mongodb_uri.is_some() {
+            StoreKind::Mongodb
+        } else {
+            StoreKind::Sqlite
+        })
+    }
+
     /// Checks every flag before anything starts; each error names its flag and the fix.
     pub fn pool_config(&self) -> anyhow::Result<PoolConfig> {
         let processors = process::processor_count();
@@ -179,6 +230,10 @@ impl Opts {
                 "{flag} must be greater than zero (e.g. 500ms)"
             );
         }
+        anyhow::ensure!(
+            !(self.store == Some(StoreKind::Mongodb) && self.mongodb_uri.is_none()),
+            "--store mongodb needs --mongodb-uri (e.g. mongodb://mongo:27017)"
+        );
         anyhow::ensure!(
             self.block_ms <= MAX_BLOCK_MS,
             "--block-ms must be at most {MAX_BLOCK_MS} (ten minutes; got {}); the paper's is 2000",
@@ -316,9 +371,9 @@ impl Server {
         let pool_config = opts.pool_config()?;
         let pushgateway = opts.pushgateway_url()?;
         Opts::check_label("--service", &opts.service)?;
-        let store: Box<dyn Store> = match &opts.mongodb_uri {
-            Some(uri) => Box::new(store::MongoStore::connect(uri).await?),
-            None => Box::new(store::SqliteStore::open(&opts.data_dir)?),
+        let store: Box<dyn Store> = match (opts.store_kind(), &opts.mongodb_uri) {
+            (StoreKind::Mongodb, Some(uri)) => Box::new(store::MongoStore::connect(uri).await?),
+            _ => Box::new(store::SqliteStore::open(&opts.data_dir)?),
         };
         let listener = bind(opts.listen, opts.reuse_port).with_context(|| {
             format!(

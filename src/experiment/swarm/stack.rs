@@ -136,13 +136,7 @@ pub(super) fn stack_for_run(
     ]
     .map(String::from)
     .to_vec();
-    serve.extend([
-        "--block-ms".into(),
-        p.block_ms.to_string(),
-        "--min-threads".into(),
-        p.min_threads.to_string(),
-    ]);
-    serve.extend(p.serve_args.iter().cloned());
+    serve.extend(p.replica_args());
     svc["webserver"]["command"] = json!(serve);
     let deploy = &mut svc["webserver"]["deploy"];
     deploy["replicas"] = json!(p.initial_replicas);
