@@ -59,3 +59,117 @@ fn alert_rules_parse_and_carry_service_and_value() {
     }
     assert_eq!(names, ["ThreadPoolSpike", "ThreadPoolStarvation"]);
 }
+
+fn yaml(file: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(deploy().join(file)).unwrap();
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// Issue 26.4: nothing but the workload's port is published (the Pushgateway, Alertmanager,
+/// Prometheus and the scaler are unauthenticated or hold secrets); Grafana only in its opt-in
+/// file, behind an admin password from a secret.
+#[test]
+fn the_stack_publishes_only_the_workloads_port() {
+    let stack = yaml("docker-compose.yml");
+    let published: Vec<(&str, String)> = stack["services"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(name, svc)| {
+            let ports = svc["ports"].as_array().cloned().unwrap_or_default();
+            ports
+                .into_iter()
+                .map(move |p| (name.as_str(), p.to_string()))
+        })
+        .collect();
+    assert_eq!(published, [("webserver", "\"5000:5000\"".to_owned())]);
+    assert!(
+        stack["services"].get("grafana").is_none(),
+        "Grafana is opt-in"
+    );
+
+    let grafana = yaml("docker-compose.grafana.yml");
+    let env = &grafana["services"]["grafana"]["environment"];
+    assert_eq!(env["GF_AUTH_ANONYMOUS_ENABLED"], "false");
+    assert_eq!(
+        env["GF_SECURITY_ADMIN_PASSWORD__FILE"],
+        "/run/secrets/grafana_admin_password"
+    );
+    assert_eq!(
+        grafana["secrets"]["grafana_admin_password"]["external"],
+        true
+    );
+}
+
+/// No admin or lifecycle API on Prometheus (nothing uses them): the image's command line.
+#[test]
+fn prometheus_runs_without_admin_or_lifecycle_flags() {
+    let build =
+        std::fs::read_to_string(deploy().join("docker/build-monitoring-images.sh")).unwrap();
+    let stack = std::fs::read_to_string(deploy().join("docker-compose.yml")).unwrap();
+    for text in [&build, &stack] {
+        for flag in ["--web.enable-admin-api", "--web.enable-lifecycle"] {
+            assert!(!text.contains(flag), "{flag} is back");
+        }
+    }
+    assert!(build.contains("--web.enable-remote-write-receiver"));
+}
+
+/// Alertmanager sends only alerts that carry the scaling label to the scaler; the root's
+/// receiver notifies nobody. Both rules carry the label.
+#[test]
+fn only_scaling_alerts_are_routed_to_the_scaler() {
+    let am = yaml("alertmanager/alertmanager.yml");
+    let root = &am["route"];
+    let receivers = am["receivers"].as_array().unwrap();
+    let receiver = |name: &serde_json::Value| {
+        receivers
+            .iter()
+            .find(|r| &r["name"] == name)
+            .unwrap_or_else(|| panic!("no receiver {name}"))
+    };
+    let null = receiver(&root["receiver"]);
+    assert!(
+        null.get("webhook_configs").is_none() && null.as_object().unwrap().len() == 1,
+        "the root receiver notifies nobody: {null}"
+    );
+    let routes = root["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0]["receiver"], "alertapi");
+    assert_eq!(
+        routes[0]["matchers"],
+        serde_json::json!(["scaling=\"out\""])
+    );
+    let hook = &receiver(&routes[0]["receiver"])["webhook_configs"][0];
+    assert_eq!(hook["url"], "http://alertapi:5001/alert");
+
+    let rules = yaml("prometheus/alert_rules.yml");
+    for rule in rules["groups"][0]["rules"].as_array().unwrap() {
+        assert_eq!(rule["labels"]["scaling"], "out", "{}", rule["alert"]);
+    }
+}
+
+/// Docker configs are immutable: each name carries CONFIG_VERSION (required), so a deploy after
+/// an edit creates new ones; the overlay is encrypted.
+#[test]
+fn config_names_are_versioned_and_the_overlay_is_encrypted() {
+    for file in ["docker-compose.yml", "docker-compose.grafana.yml"] {
+        let doc = yaml(file);
+        let configs = doc["configs"].as_object().unwrap();
+        assert!(!configs.is_empty());
+        for (key, c) in configs {
+            let name = c["name"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{file}: {key}: no name"));
+            assert!(
+                name.starts_with("${STACK_NAME:-threadpool}_")
+                    && name.contains(&format!("_{key}_${{CONFIG_VERSION:?")),
+                "{file}: {key}: {name}"
+            );
+        }
+    }
+    let stack = yaml("docker-compose.yml");
+    let net = &stack["networks"]["starvation"];
+    assert_eq!(net["driver"], "overlay");
+    assert_eq!(net["driver_opts"]["encrypted"], "");
+}

@@ -94,30 +94,31 @@ impl Drop for Cleanup {
     }
 }
 
-/// Swarm's routing mesh and its service VIPs are IPVS: without the kernel's ip_vs module they
-/// cannot work. On such a kernel (this VM's has none) the test deploys the same stack in the
+/// The stack file as deployed, plus the explicit opt-in that publishes its monitoring and
+/// scaler on this manager (`experiment::swarm::publish_on_manager`; deploy/'s file publishes
+/// only the workload). Swarm's routing mesh and its service VIPs are IPVS: without the kernel's
+/// ip_vs module they cannot work. On such a kernel (this VM's has none) the test deploys the
 /// experiment runner's dnsrr/host-port variant (`experiment::swarm::use_dnsrr`) and reaches the
-/// workload from inside the overlay network; with IPVS, the file as it is.
+/// workload from inside the overlay network.
 fn stack_file_for_this_kernel(root: &str, stack: &str) -> std::path::PathBuf {
-    use starvation::experiment::swarm::{kernel_has_ipvs, use_dnsrr};
+    use starvation::experiment::swarm::{kernel_has_ipvs, publish_on_manager, use_dnsrr};
     let original = std::path::Path::new(root).join("deploy/docker-compose.yml");
-    if kernel_has_ipvs() {
-        return original;
-    }
-    eprintln!(
-        "\n*** {TEST}: this kernel ({}) has no ip_vs module (/proc/net/ip_vs is missing and \
-         `modprobe ip_vs` fails), so Swarm's routing mesh and VIPs cannot work here: deploying \
-         with endpoint_mode dnsrr and host-mode ports instead ***\n",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-    );
     let text = std::fs::read_to_string(&original).unwrap();
     let mut doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
-    doc["services"].as_object_mut().unwrap().remove("grafana");
-    use_dnsrr(&mut doc).unwrap();
+    publish_on_manager(&mut doc).unwrap();
+    if !kernel_has_ipvs() {
+        eprintln!(
+            "\n*** {TEST}: this kernel ({}) has no ip_vs module (/proc/net/ip_vs is missing and \
+             `modprobe ip_vs` fails), so Swarm's routing mesh and VIPs cannot work here: \
+             deploying with endpoint_mode dnsrr and host-mode ports instead ***\n",
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+        );
+        use_dnsrr(&mut doc).unwrap();
+    }
     // Beside the original, so its relative config paths still resolve.
-    let variant = std::path::Path::new(root).join(format!("deploy/.{stack}-dnsrr.yml"));
+    let variant = std::path::Path::new(root).join(format!("deploy/.{stack}-test.yml"));
     std::fs::write(&variant, serde_norway::to_string(&doc).unwrap()).unwrap();
     variant
 }
@@ -261,6 +262,7 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
         .arg(&stack)
         .env("TAG", &tag)
         .env("STACK_NAME", &stack)
+        .env("CONFIG_VERSION", &stack)
         .env("MASTER_ROLE", "worker")
         .current_dir(root)
         .output()
@@ -270,7 +272,6 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
         "stack deploy: {}",
         String::from_utf8_lossy(&deploy.stderr)
     );
-    docker(&["service", "rm", &format!("{stack}_grafana")]);
 
     for (what, url) in [
         ("prometheus", "http://127.0.0.1:9090/-/ready"),

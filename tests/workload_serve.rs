@@ -161,8 +161,13 @@ async fn a_store_failure_answers_503_and_the_service_keeps_serving() {
             .contains("storing the document failed")
     );
 
+    // The health check asks the store itself: a table gone is unhealthy (it answered 200).
     let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
-    assert_eq!(health.status(), 200);
+    assert_eq!(health.status(), 503);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["status"], "unhealthy");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("no such table: test_data"), "{error}");
     let text = reqwest::get(format!("{base}/metrics"))
         .await
         .unwrap()
@@ -177,6 +182,36 @@ async fn a_store_failure_answers_503_and_the_service_keeps_serving() {
         ),
         Some(1.0)
     );
+    server.shutdown().await.unwrap();
+}
+
+/// No MongoDB server can be installed here; an unreachable one is what a real check must see.
+/// (The driver connects lazily, so `/healthz` answered 200 while every insert answered 503.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_mongodb_makes_healthz_fail_within_the_healthcheck_timeout() {
+    let refusing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("mongodb://{}", refusing.local_addr().unwrap());
+    drop(refusing);
+    let server = start(&["--block-ms", "0", "--mongodb-uri", &uri]).await;
+    let base = format!("http://{}", server.local_addr());
+    let asked = Instant::now();
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    let took = asked.elapsed();
+    assert_eq!(health.status(), 503);
+    // The stack's healthcheck gives /healthz 3 s.
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["status"], "unhealthy");
+    assert!(
+        body["store"].as_str().unwrap().starts_with("mongodb "),
+        "{body}"
+    );
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("did not answer within 2s"), "{error}");
+    let insert = reqwest::get(format!("{base}/test-threadpool"))
+        .await
+        .unwrap();
+    assert_eq!(insert.status(), 503);
     server.shutdown().await.unwrap();
 }
 

@@ -63,7 +63,7 @@ DOCKERFILE
 }
 
 build prometheus 9090 /-/healthy /prometheus '["/usr/bin/prometheus"]' \
-    '["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.enable-remote-write-receiver", "--enable-feature=native-histograms", "--web.enable-lifecycle", "--web.enable-admin-api"]' \
+    '["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.enable-remote-write-receiver", "--enable-feature=native-histograms"]' \
     /usr/bin/prometheus /usr/bin/promtool /usr/share/prometheus/web
 build pushgateway 9091 /-/healthy /pushgateway '["/usr/bin/prometheus-pushgateway"]' '[]' \
     /usr/bin/prometheus-pushgateway

@@ -64,6 +64,16 @@ resource "aws_security_group" "worker" {
     cidr_blocks = [var.allowed_cidr]
   }
 
+  # The stack's overlay is encrypted (IPsec ESP, IP protocol 50): without this rule its VXLAN
+  # packets between nodes are dropped and tasks on different nodes cannot reach each other.
+  ingress {
+    description = "Encrypted overlay (IPsec ESP)"
+    from_port   = 0
+    to_port     = 0
+    protocol    = "50"
+    cidr_blocks = [var.allowed_cidr]
+  }
+
   ingress {
     description = "The workload service (routing mesh)"
     from_port   = 5000

@@ -7,9 +7,12 @@
 //! second gives one notification per `group_interval`, not one per flip.
 //!
 //! Time is whatever the caller passes (the sampler's tick), so the schedule is testable
-//! without a clock. What is left out: sub-routes, inhibition, silences, and retries of a
-//! failed webhook (Alertmanager retries within the group interval; here the failure is
-//! counted and the next change or repeat sends again).
+//! without a clock. Routing follows deploy/'s shape: a root route, optionally with one
+//! sub-route of equality `matchers` to the webhook (the root's receiver then must notify
+//! nobody, and alerts the sub-route does not match are dropped, as its null receiver would).
+//! What is left out: other sub-routes, inhibition, silences, and retries of a failed webhook
+//! (Alertmanager retries within the group interval; here the failure is counted and the next
+//! change or repeat sends again).
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -24,10 +27,14 @@ use crate::scaler::alert::{Alert, Notification, Status};
 /// rather than a fresh `group_wait`.
 pub const CLEANUP_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The root route of an Alertmanager config and its receiver's `send_resolved`.
+/// The route to an Alertmanager config's webhook (the root, or its one sub-route) and its
+/// receiver's `send_resolved`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub receiver: String,
+    /// Label name and value an alert must carry to be notified (the sub-route's `matchers`;
+    /// empty: every alert).
+    pub matchers: Vec<(String, String)>,
     /// Label names; `...` groups by every label, as in Alertmanager.
     pub group_by: Vec<String>,
     pub group_wait: Duration,
@@ -44,15 +51,39 @@ struct ConfigFile {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RouteFile {
-    receiver: String,
-    #[serde(default)]
-    group_by: Vec<String>,
+    receiver: Option<String>,
+    group_by: Option<Vec<String>>,
     group_wait: Option<String>,
     group_interval: Option<String>,
     repeat_interval: Option<String>,
     #[serde(default)]
-    routes: Vec<serde_json::Value>,
+    matchers: Vec<String>,
+    #[serde(default)]
+    routes: Vec<RouteFile>,
+}
+
+/// `name="value"` (or `name=value`): the equality matchers the embedded monitor follows.
+fn equality_matcher(m: &str) -> anyhow::Result<(String, String)> {
+    let (name, value) = m
+        .split_once('=')
+        .filter(|(n, v)| {
+            let n = n.trim();
+            !n.is_empty() && !n.ends_with(['!', '=', '~']) && !v.starts_with(['=', '~'])
+        })
+        .with_context(|| {
+            format!(
+                "alertmanager.yml: matcher {m:?}: the embedded monitor follows only equality \
+                 matchers, name=\"value\""
+            )
+        })?;
+    let value = value.trim();
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    Ok((name.trim().to_owned(), value.to_owned()))
 }
 
 #[derive(serde::Deserialize)]
@@ -72,34 +103,89 @@ impl Route {
     /// leaves out (30 s, 5 m, 4 h; webhooks send resolved alerts).
     pub fn parse(yaml: &str) -> anyhow::Result<Route> {
         let file: ConfigFile = serde_norway::from_str(yaml).context("alertmanager.yml")?;
-        let r = file.route;
-        anyhow::ensure!(
-            r.routes.is_empty(),
-            "alertmanager.yml: the embedded monitor follows the root route only, not `routes:`"
-        );
-        let duration = |v: &Option<String>, default: u64, what: &str| match v {
+        let root = file.route;
+        let webhook = |name: &str| {
+            file.receivers
+                .iter()
+                .find(|x| x.name == name)
+                .with_context(|| format!("alertmanager.yml: no receiver named {name:?}"))
+        };
+        let root_receiver = root
+            .receiver
+            .clone()
+            .context("alertmanager.yml: the root route has no receiver")?;
+        webhook(&root_receiver)?;
+        // The route whose receiver the embedded monitor plays: the root, or its one sub-route
+        // (which inherits what it leaves out, as in Alertmanager).
+        let (r, matchers) = match root.routes.as_slice() {
+            [] => (&root, Vec::new()),
+            [sub] => {
+                anyhow::ensure!(
+                    sub.routes.is_empty() && !sub.matchers.is_empty(),
+                    "alertmanager.yml: the embedded monitor follows a root route with at most one \
+                     sub-route, which has `matchers` and no `routes:` of its own"
+                );
+                anyhow::ensure!(
+                    webhook(&root_receiver)?.webhook_configs.is_empty(),
+                    "alertmanager.yml: with a sub-route, the root's receiver {root_receiver:?} \
+                     must notify nobody (the embedded monitor drops what the sub-route does not \
+                     match)"
+                );
+                let matchers = sub
+                    .matchers
+                    .iter()
+                    .map(|m| equality_matcher(m))
+                    .collect::<anyhow::Result<_>>()?;
+                (sub, matchers)
+            }
+            _ => anyhow::bail!(
+                "alertmanager.yml: the embedded monitor follows a root route with at most one \
+                 sub-route, not {}",
+                root.routes.len()
+            ),
+        };
+        let pick = |own: &Option<String>, inherited: &Option<String>| {
+            own.clone().or_else(|| inherited.clone())
+        };
+        let duration = |v: Option<String>, default: u64, what: &str| match v {
             None => Ok(Duration::from_secs(default)),
-            Some(s) => humantime::parse_duration(s)
+            Some(s) => humantime::parse_duration(&s)
                 .with_context(|| format!("alertmanager.yml: route.{what} = {s:?}")),
         };
-        let receiver = file
-            .receivers
-            .iter()
-            .find(|x| x.name == r.receiver)
-            .with_context(|| format!("alertmanager.yml: no receiver named {:?}", r.receiver))?;
-        let send_resolved = receiver
+        let receiver = r.receiver.clone().unwrap_or(root_receiver);
+        let send_resolved = webhook(&receiver)?
             .webhook_configs
             .first()
             .and_then(|w| w.send_resolved)
             .unwrap_or(true);
         Ok(Route {
-            group_wait: duration(&r.group_wait, 30, "group_wait")?,
-            group_interval: duration(&r.group_interval, 300, "group_interval")?,
-            repeat_interval: duration(&r.repeat_interval, 4 * 3600, "repeat_interval")?,
-            receiver: r.receiver,
-            group_by: r.group_by,
+            group_wait: duration(pick(&r.group_wait, &root.group_wait), 30, "group_wait")?,
+            group_interval: duration(
+                pick(&r.group_interval, &root.group_interval),
+                300,
+                "group_interval",
+            )?,
+            repeat_interval: duration(
+                pick(&r.repeat_interval, &root.repeat_interval),
+                4 * 3600,
+                "repeat_interval",
+            )?,
+            group_by: r
+                .group_by
+                .clone()
+                .or_else(|| root.group_by.clone())
+                .unwrap_or_default(),
+            receiver,
+            matchers,
             send_resolved,
         })
+    }
+
+    /// Whether an alert with `labels` reaches the webhook.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.matchers
+            .iter()
+            .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
     }
 
     /// The route of `deploy/alertmanager/alertmanager.yml`, as built into the binary.
@@ -234,6 +320,10 @@ impl Dispatcher {
 
     /// An alert that started firing or resolved at `now` (what Prometheus sends).
     pub fn insert(&mut self, alert: Alert, now: DateTime<Utc>) {
+        // The root's null receiver: nobody hears of it.
+        if !self.route.matches(&alert.labels) {
+            return;
+        }
         let key = self.route.group_labels(&alert.labels);
         let group_wait = self.route.group_wait;
         let group = self.groups.entry(key).or_insert_with(|| Group {

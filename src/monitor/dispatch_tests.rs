@@ -13,6 +13,7 @@ fn at(s: i64) -> DateTime<Utc> {
 fn route(group_by: &[&str], wait: u64, interval: u64, repeat: u64) -> Route {
     Route {
         receiver: "alertapi".into(),
+        matchers: Vec::new(),
         group_by: group_by.iter().map(|s| s.to_string()).collect(),
         group_wait: Duration::from_secs(wait),
         group_interval: Duration::from_secs(interval),
@@ -21,11 +22,13 @@ fn route(group_by: &[&str], wait: u64, interval: u64, repeat: u64) -> Route {
     }
 }
 
-/// The spike alert of `service`, firing since `starts` or resolved at `ends`.
+/// The spike alert of `service`, firing since `starts` or resolved at `ends` (with the
+/// deployed rules' `scaling` label, which routes it to the scaler).
 fn spike(service: &str, starts: i64, ends: Option<i64>) -> Alert {
     let mut labels = Labels::new();
     labels.insert("alertname".into(), "ThreadPoolSpike".into());
     labels.insert("service".into(), service.into());
+    labels.insert("scaling".into(), "out".into());
     Alert {
         status: if ends.is_some() { R } else { F },
         fingerprint: super::super::fingerprint(&labels),
@@ -233,6 +236,8 @@ fn merges_like_alertmanagers_store() {
 fn reads_the_deployed_route_and_alertmanagers_defaults() {
     let r = Route::deployed();
     assert_eq!(r.receiver, "alertapi");
+    // Only alerts that carry the scaling label reach the scaler (the root notifies nobody).
+    assert_eq!(r.matchers, [("scaling".to_owned(), "out".to_owned())]);
     assert_eq!(r.group_by, ["alertname", "service"]);
     assert_eq!(r.group_wait, Duration::from_secs(1));
     assert_eq!(r.group_interval, Duration::from_secs(5));
@@ -258,7 +263,7 @@ fn reads_the_deployed_route_and_alertmanagers_defaults() {
             "{:#}",
             Route::parse("route: {receiver: x, routes: [{}]}\nreceivers: [{name: x}]").unwrap_err()
         )
-        .contains("root route only")
+        .contains("at most one sub-route")
     );
     assert!(
         format!(
@@ -267,5 +272,44 @@ fn reads_the_deployed_route_and_alertmanagers_defaults() {
                 .unwrap_err()
         )
         .contains("group_wait")
+    );
+}
+
+#[test]
+fn only_alerts_the_sub_route_matches_are_notified() {
+    let r = Route::deployed();
+    let mut d = Dispatcher::new(r.clone(), at(0));
+    let scaling = spike("web", 0, None);
+    let mut other = spike("db", 0, None);
+    other.labels.remove("scaling");
+    d.insert(scaling, at(0));
+    d.insert(other, at(0));
+    let sent = d.on_tick(at(2));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].alerts[0].labels["service"], "web");
+    // A sub-route inherits what it leaves out and may set its own.
+    let own = Route::parse(
+        "route: {receiver: none, group_by: [a], group_wait: 7s, routes: \
+         [{receiver: hook, matchers: ['x = \"1\"'], group_wait: 2s}]}\n\
+         receivers: [{name: none}, {name: hook, webhook_configs: [{url: 'http://a', send_resolved: false}]}]",
+    )
+    .unwrap();
+    assert_eq!(own.group_by, ["a"]);
+    assert_eq!(own.group_wait, Duration::from_secs(2));
+    assert_eq!(own.matchers, [("x".to_owned(), "1".to_owned())]);
+    assert!(!own.send_resolved);
+    let err = |yaml: &str| format!("{:#}", Route::parse(yaml).unwrap_err());
+    let hook = "{name: hook, webhook_configs: [{url: 'http://a'}]}";
+    assert!(
+        err(&format!(
+            "route: {{receiver: hook, routes: [{{receiver: hook, matchers: ['x=1']}}]}}\nreceivers: [{hook}]"
+        ))
+        .contains("must notify nobody")
+    );
+    assert!(
+        err(&format!(
+            "route: {{receiver: none, routes: [{{receiver: hook, matchers: ['x=~1']}}]}}\nreceivers: [{{name: none}}, {hook}]"
+        ))
+        .contains("only equality matchers")
     );
 }

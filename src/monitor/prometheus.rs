@@ -504,7 +504,11 @@ mod tests {
         let doc: serde_json::Value =
             serde_norway::from_str(&alertmanager_config(DEPLOY_ALERTMANAGER, Some(url)).unwrap())
                 .unwrap();
-        let hook = &doc["receivers"][0]["webhook_configs"][0];
+        // The route stays as deployed: only `scaling="out"` reaches the webhook.
+        assert_eq!(doc["route"]["receiver"], "null");
+        assert_eq!(doc["route"]["routes"][0]["matchers"][0], "scaling=\"out\"");
+        assert_eq!(doc["receivers"][1]["name"], "alertapi");
+        let hook = &doc["receivers"][1]["webhook_configs"][0];
         assert_eq!(hook["url"], url);
         assert_eq!(hook["send_resolved"], true);
         assert!(hook.get("http_config").is_none(), "no Swarm secret here");
@@ -512,7 +516,7 @@ mod tests {
         let quiet: serde_json::Value =
             serde_norway::from_str(&alertmanager_config(DEPLOY_ALERTMANAGER, None).unwrap())
                 .unwrap();
-        assert!(quiet["receivers"][0].get("webhook_configs").is_none());
+        assert!(quiet["receivers"][1].get("webhook_configs").is_none());
         assert_eq!(quiet["route"]["receiver"], quiet["receivers"][0]["name"]);
     }
 }

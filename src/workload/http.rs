@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::App;
 use super::metrics::RouteLabels;
@@ -96,16 +96,23 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     )
 }
 
-/// 503 when the store cannot take documents (its file deleted or replaced), else 200.
+/// How long `/healthz` waits for the store: below the stack's healthcheck timeout (3 s), so a
+/// store that does not answer is reported as such rather than as a probe timeout.
+pub const STORE_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// 503 when the store cannot take documents (its file deleted or replaced, its table gone, its
+/// server unreachable or refusing inserts), else 200.
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     let snap = app.pool.snapshot();
-    let (status, code, error) = match app.store.check() {
+    let health = match tokio::time::timeout(STORE_HEALTH_TIMEOUT, app.store.health()).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "the store did not answer within {STORE_HEALTH_TIMEOUT:?}; is its server reachable?"
+        )),
+    };
+    let (status, code, error) = match health {
         Ok(()) => ("ok", StatusCode::OK, None),
-        Err(e) => (
-            "unhealthy",
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(e.to_string()),
-        ),
+        Err(e) => ("unhealthy", StatusCode::SERVICE_UNAVAILABLE, Some(e)),
     };
     let body = Json(json!({
         "status": status,

@@ -28,6 +28,10 @@ pub enum StoreError {
         "the data file {0} was deleted or replaced since the service opened it; documents would be lost: restore the --data-dir and restart the service"
     )]
     Gone(PathBuf),
+    #[error(
+        "the latest insert failed and none has succeeded since: {0}; check the server's logs, the user's write permission and its disk"
+    )]
+    LastInsert(String),
 }
 
 /// One insert per request; implementations must be safe to share between requests.
@@ -40,7 +44,14 @@ pub trait Store: Send + Sync + 'static {
     fn check(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// For `/healthz`: asks the store itself whether it takes documents now (may do I/O; the
+    /// caller bounds how long it waits).
+    fn health(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.check() })
+    }
 }
+
+const INSERT: &str = "INSERT INTO test_data (timestamp, note) VALUES (?1, ?2)";
 
 /// SQLite in WAL mode with a busy timeout, so several replica processes can write one file.
 pub struct SqliteStore {
@@ -124,10 +135,8 @@ impl Store for SqliteStore {
             // SQLite blocks: run it on tokio's blocking threads, never on the pool model.
             tokio::task::spawn_blocking(move || {
                 let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-                conn.execute(
-                    "INSERT INTO test_data (timestamp, note) VALUES (?1, ?2)",
-                    (doc.timestamp.to_rfc3339(), doc.note),
-                )?;
+                conn.prepare_cached(INSERT)?
+                    .execute((doc.timestamp.to_rfc3339(), doc.note))?;
                 Ok(())
             })
             .await
@@ -145,12 +154,35 @@ impl Store for SqliteStore {
             _ => Err(StoreError::Gone(self.path.clone())),
         }
     }
+
+    /// The file is the one opened and its table can be read with the columns inserts write (a
+    /// dropped or altered table fails here), without writing a row.
+    fn health(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            self.check()?;
+            tokio::task::spawn_blocking(move || {
+                let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                // Stepping (not just preparing) reads the schema as it is now, also when
+                // another process changed it.
+                let mut probe =
+                    conn.prepare_cached("SELECT timestamp, note FROM test_data LIMIT 0")?;
+                probe.query([])?.next()?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+        })
+    }
 }
 
 /// The original's MongoDB store: database `ThreadPoolTestDb`, collection `TestData`.
 pub struct MongoStore {
     collection: mongodb::Collection<mongodb::bson::Document>,
     hosts: String,
+    /// The error of the latest insert, cleared by the next success: a `ping` answers without
+    /// write permission, so it alone would call a store healthy that refuses every insert.
+    last_insert: Mutex<Option<String>>,
 }
 
 impl MongoStore {
@@ -178,7 +210,11 @@ impl MongoStore {
             .join(",");
         let client = mongodb::Client::with_options(options)?;
         let collection = client.database(Self::DATABASE).collection(Self::COLLECTION);
-        Ok(MongoStore { collection, hosts })
+        Ok(MongoStore {
+            collection,
+            hosts,
+            last_insert: Mutex::new(None),
+        })
     }
 
     pub async fn count(&self) -> Result<u64, StoreError> {
@@ -196,8 +232,29 @@ impl Store for MongoStore {
                 "Timestamp": mongodb::bson::DateTime::from_millis(doc.timestamp.timestamp_millis()),
                 "Note": doc.note,
             };
-            self.collection.insert_one(document).await?;
+            let result = self.collection.insert_one(document).await;
+            *self.last_insert.lock().unwrap_or_else(|e| e.into_inner()) =
+                result.as_ref().err().map(|e| e.to_string());
+            result?;
             Ok(())
+        })
+    }
+
+    /// The server answers a `ping` (the driver connects lazily: without this an unreachable
+    /// server looked healthy) and the latest insert did not fail.
+    fn health(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let ping = mongodb::bson::doc! { "ping": 1 };
+            self.collection
+                .client()
+                .database(Self::DATABASE)
+                .run_command(ping)
+                .await?;
+            let last = self.last_insert.lock().unwrap_or_else(|e| e.into_inner());
+            match last.as_ref() {
+                Some(e) => Err(StoreError::LastInsert(e.clone())),
+                None => Ok(()),
+            }
         })
     }
 
@@ -276,6 +333,37 @@ mod tests {
         assert!(err.contains("--mongodb-uri"), "{err}");
     }
 
+    #[tokio::test]
+    async fn sqlite_health_sees_a_dropped_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.health().await.unwrap();
+        let other = rusqlite::Connection::open(dir.path().join(SqliteStore::FILE_NAME)).unwrap();
+        other.execute_batch("DROP TABLE test_data").unwrap();
+        let err = store.health().await.unwrap_err().to_string();
+        assert!(err.contains("no such table: test_data"), "{err}");
+        assert_eq!(store.count().ok(), None);
+    }
+
+    #[tokio::test]
+    async fn mongodb_health_pings_the_server_and_remembers_a_failed_insert() {
+        let refusing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!(
+            "mongodb://{}/?serverSelectionTimeoutMS=300",
+            refusing.local_addr().unwrap()
+        );
+        drop(refusing);
+        let store = MongoStore::connect(&uri).await.unwrap();
+        let err = store.health().await.unwrap_err().to_string();
+        assert!(err.starts_with("mongodb: "), "{err}");
+        let doc = TestDocument {
+            timestamp: Utc::now(),
+            note: "x".into(),
+        };
+        assert!(store.insert(doc).await.is_err());
+        assert!(store.last_insert.lock().unwrap().is_some());
+    }
+
     /// Runs against a real MongoDB server given by its URI.
     #[tokio::test]
     #[ignore = "needs a MongoDB server: set STARVATION_TEST_MONGODB_URI=mongodb://HOST:27017 (no package for one here; .ci/run skips it by name)"]
@@ -293,5 +381,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.count().await.unwrap(), before + 1);
+        store.health().await.unwrap();
     }
 }

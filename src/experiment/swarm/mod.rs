@@ -21,7 +21,7 @@ use engine::Engine;
 pub use run::SwarmBackend;
 pub use stack::{
     ALERTMANAGER_PORT, IMAGES, PROMETHEUS_PORT, PUSHGATEWAY_PORT, SCALER_PORT, SECRET,
-    kernel_has_ipvs, use_dnsrr,
+    kernel_has_ipvs, publish_on_manager, use_dnsrr,
 };
 
 /// The swarm backend's flags. Saved in `experiment.json`; on `--resume` a flag given again
@@ -33,9 +33,10 @@ pub struct SwarmOpts {
     #[arg(long = "swarm-tag", value_name = "TAG", env = "STARVATION_SWARM_TAG")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    /// --backend swarm: the host at which this machine reaches the stack's published ports
-    /// (Prometheus 9090, Pushgateway 9091, Alertmanager 9093, scaler 5001). Default 127.0.0.1
-    /// (this machine is the manager the stack publishes on).
+    /// --backend swarm: the host at which this machine reaches the ports a run's stack
+    /// publishes on the manager (Prometheus 9090, Pushgateway 9091, Alertmanager 9093, scaler
+    /// 5001; host mode, an opt-in of the experiment's stack only). Default 127.0.0.1 (this
+    /// machine is the manager).
     #[arg(
         long = "swarm-host",
         value_name = "HOST",
@@ -92,7 +93,9 @@ pub async fn preflight(opts: &SwarmOpts) -> anyhow::Result<()> {
             opts.tag()
         );
     }
-    let busy: Vec<String> = stack::host_ports(&stack::stack_doc(kernel_has_ipvs())?)
+    let mut doc = stack::stack_doc(kernel_has_ipvs())?;
+    publish_on_manager(&mut doc)?;
+    let busy: Vec<String> = stack::host_ports(&doc)
         .into_iter()
         .filter(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_err())
         .map(|p| p.to_string())

@@ -93,6 +93,8 @@ impl Backend for SwarmBackend {
                 ("TAG", self.opts.tag()),
                 ("STACK_NAME", &stack),
                 ("MASTER_ROLE", master_role),
+                // The stack's config names carry it; the stack name is new for every run.
+                ("CONFIG_VERSION", &stack),
             ];
             // Set first: a failed deploy may still have created part of the stack.
             dep.deployed = true;

@@ -13,7 +13,8 @@ const COMPOSE: &str = include_str!("../../../deploy/docker-compose.yml");
 const PROMETHEUS_YML: &str = include_str!("../../../deploy/prometheus/prometheus.yml");
 const ALERTMANAGER_YML: &str = include_str!("../../../deploy/alertmanager/alertmanager.yml");
 
-/// Ports the stack publishes on the host (deploy/docker-compose.yml; a unit test keeps them).
+/// Ports a run's stack publishes on the manager ([`publish_on_manager`]; deploy/'s stack file
+/// publishes none of them).
 pub const PROMETHEUS_PORT: u16 = 9090;
 pub const PUSHGATEWAY_PORT: u16 = 9091;
 pub const ALERTMANAGER_PORT: u16 = 9093;
@@ -86,16 +87,36 @@ pub fn use_dnsrr(doc: &mut Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The embedded stack file without Grafana (no image can be built for it here), in the
-/// variant this kernel can run.
+/// The explicit opt-in the experiment (and the stack's end-to-end test) needs to read the stack
+/// from this machine: Prometheus, the Pushgateway, Alertmanager and the scaler (if deployed)
+/// published in host mode on the node that runs them (the manager: `MASTER_ROLE`). Swarm
+/// cannot bind a published port to one address (`host_ip` is refused: its port config has no
+/// such field), so they listen on every address of that node: keep them behind its firewall.
+pub fn publish_on_manager(doc: &mut Value) -> anyhow::Result<()> {
+    let services = doc["services"]
+        .as_object_mut()
+        .context("the stack file has no services")?;
+    for (name, port) in [
+        ("prometheus", PROMETHEUS_PORT),
+        ("pushgateway", PUSHGATEWAY_PORT),
+        ("alertmanager", ALERTMANAGER_PORT),
+        ("alertapi", SCALER_PORT),
+    ] {
+        let Some(svc) = services.get_mut(name).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        svc.insert(
+            "ports".into(),
+            json!([{"target": port, "published": port, "protocol": "tcp", "mode": "host"}]),
+        );
+    }
+    Ok(())
+}
+
+/// The embedded stack file (Grafana is an opt-in file of its own), in the variant this kernel
+/// can run.
 pub(super) fn stack_doc(ipvs: bool) -> anyhow::Result<Value> {
     let mut doc: Value = serde_norway::from_str(COMPOSE).context("the embedded stack file")?;
-    if let Some(s) = doc["services"].as_object_mut() {
-        s.remove("grafana");
-    }
-    if let Some(c) = doc["configs"].as_object_mut() {
-        c.retain(|k, _| !k.starts_with("grafana") && !k.starts_with("dashboard"));
-    }
     if !ipvs {
         use_dnsrr(&mut doc)?;
     }
@@ -116,7 +137,8 @@ pub(super) fn host_ports(doc: &Value) -> Vec<u16> {
 
 /// What a run deploys: the stack file's variant for this kernel, adapted to the profile and
 /// the run's role (scaled: the scaler with the profile's bounds and cooldown, no scale-down;
-/// baseline: no scaler), with its config files in `dir`.
+/// baseline: no scaler), its monitoring published on the manager, with its config files in
+/// `dir`.
 pub(super) fn stack_for_run(
     p: &Profile,
     role: Role,
@@ -167,6 +189,7 @@ pub(super) fn stack_for_run(
             }
         }
     }
+    publish_on_manager(&mut doc)?;
     for (key, file) in [
         ("prometheus_yml", "prometheus.yml"),
         ("alert_rules_yml", "alert_rules.yml"),
@@ -266,20 +289,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_stack_publishes_the_ports_the_runner_uses() {
-        let mut ports = host_ports(&stack_doc(false).unwrap());
-        ports.sort();
-        assert_eq!(
-            ports,
-            [
+    fn runs_publish_the_monitoring_the_runner_reads_and_the_file_does_not() {
+        // deploy/'s file publishes only the workload (through the routing mesh, with IPVS).
+        assert_eq!(host_ports(&stack_doc(true).unwrap()), [5000]);
+        assert!(host_ports(&stack_doc(false).unwrap()).is_empty());
+        let dir = Path::new("/x/stack");
+        for ipvs in [false, true] {
+            let run = stack_for_run(&Profile::quick(), Role::Scaled, dir, ipvs).unwrap();
+            let mut ports = host_ports(&run);
+            ports.sort();
+            let mut want = vec![
                 SCALER_PORT,
                 PROMETHEUS_PORT,
                 PUSHGATEWAY_PORT,
-                ALERTMANAGER_PORT
-            ]
-        );
-        // With IPVS the workload is published through the routing mesh too.
-        assert!(host_ports(&stack_doc(true).unwrap()).contains(&5000));
+                ALERTMANAGER_PORT,
+            ];
+            if ipvs {
+                want.push(5000);
+            }
+            want.sort();
+            assert_eq!(ports, want, "ipvs {ipvs}");
+            assert_eq!(run["services"]["prometheus"]["ports"][0]["mode"], "host");
+        }
+        let baseline = stack_for_run(&Profile::quick(), Role::Baseline, dir, false).unwrap();
+        assert!(!host_ports(&baseline).contains(&SCALER_PORT));
     }
 
     #[test]
