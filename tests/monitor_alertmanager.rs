@@ -84,22 +84,6 @@ async fn push(client: &reqwest::Client, gateway: &str, value: f64) {
     assert!(r.status().is_success(), "{url}: {}", r.status());
 }
 
-/// Prometheus' own address, from the config the monitor generated (its self-scrape job).
-fn prometheus_url(dir: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(dir.join("prometheus.yml")).unwrap();
-    let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
-    let job = doc["scrape_configs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job_name"] == "prometheus")
-        .expect("the prometheus job");
-    format!(
-        "http://{}",
-        job["static_configs"][0]["targets"][0].as_str().unwrap()
-    )
-}
-
 /// Per alert: (seconds, status) of each notification that concerned it.
 type Sequence = BTreeMap<String, Vec<(f64, Status)>>;
 
@@ -160,7 +144,7 @@ async fn a_flapping_queue_notifies_as_alertmanager_does() {
     // Both see the quiet lead-in before the trace starts: Prometheus has scraped it.
     let client = reqwest::Client::new();
     push(&client, &real_gateway, 0.0).await;
-    let prometheus = prometheus_url(dir.path());
+    let prometheus = common::prometheus::monitor_prometheus_url(dir.path());
     let ready = Instant::now();
     while client
         .get(format!("{prometheus}/api/v1/query"))

@@ -1,6 +1,7 @@
 //! The scaler under hostile and broken input, on real servers bound to port 0: the token is
 //! checked before a byte of the body is read, slow bodies time out, floods of alerts cost linear
-//! time and bounded memory, nonsense values are refused, reads need the token off loopback.
+//! time and bounded memory, nonsense values are refused, reads need the token off loopback,
+//! absurd alert times are read as Alertmanager reads them.
 
 mod common;
 
@@ -256,6 +257,58 @@ async fn a_firing_alert_never_resolved_expires_and_the_service_scales_down() {
         assert!(Instant::now() < deadline, "never scaled down after the TTL");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    server.shutdown().await.unwrap();
+}
+
+/// Issue 26.3 over HTTP. A `startsAt` in the far future outranked every later resolve, so the
+/// alert stayed firing for `--firing-ttl` (1 h) and the service never scaled down; a `firing`
+/// alert whose `endsAt` had passed (resolved, for Alertmanager) scaled up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_future_starts_and_past_ends_are_read_as_alertmanager_does() {
+    let fake = FakeOrchestrator::new(1);
+    let args = [
+        "--default-service",
+        "web",
+        "--cooldown",
+        "0s",
+        "--scale-down-delay",
+        "1s",
+    ];
+    let server = start_scaler(&args, None, fake.clone()).await;
+    let addr = server.local_addr();
+    let at = |secs: i64| {
+        (chrono::Utc::now() + chrono::Duration::seconds(secs))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let (status, d) = post(
+        addr,
+        None,
+        &webhook("firing", "fp1", "2099-01-01T00:00:00Z", "web"),
+    )
+    .await;
+    assert_eq!((status, fake.replicas("web")), (200, 2), "{d}");
+    // A later episode's resolve, with its earlier startsAt and its endsAt.
+    let mut resolve = webhook("resolved", "fp1", &at(-2), "web");
+    resolve["alerts"][0]["endsAt"] = at(-1).into();
+    let (status, d) = post(addr, None, &resolve).await;
+    assert_eq!(status, 200, "{d}");
+    let resolved_at = Instant::now();
+    while fake.replicas("web") != 1 {
+        assert!(
+            resolved_at.elapsed() < Duration::from_secs(10),
+            "the resolve did not end the far-future alert: no scale-down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("scaled down {:?} after the resolve", resolved_at.elapsed());
+    // Says firing, ended a minute ago: resolved, as Alertmanager reads it. No scale-up.
+    let mut stale = webhook("firing", "fp2", &at(-120), "web");
+    stale["alerts"][0]["endsAt"] = at(-60).into();
+    let (status, d) = post(addr, None, &stale).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["action"], "none", "{d}");
+    assert!(d["reason"].as_str().unwrap().starts_with("resolved"), "{d}");
+    assert_eq!(fake.replicas("web"), 1);
     server.shutdown().await.unwrap();
 }
 

@@ -83,7 +83,7 @@ impl AlertStates {
     pub fn step(&mut self, samples: &[Sample], now: DateTime<Utc>) -> Vec<Alert> {
         let mut out = Vec::new();
         for (rule, active) in self.rules.iter().zip(self.active.iter_mut()) {
-            let results = rules::eval(&rule.query, samples);
+            let results = rules::eval(&rule.query, samples, unix_s(now));
             let mut seen = Vec::new();
             for r in results {
                 let mut labels = r.labels.clone();
@@ -247,6 +247,39 @@ mod tests {
         Sample { labels, value: v }
     }
 
+    /// The queue of one replica that pushed at `at`, with the `push_time_seconds` the
+    /// Pushgateway (and the embedded receiver) adds, which the rules' staleness filter reads.
+    fn pushed(service: &str, v: f64, at: DateTime<Utc>) -> Vec<Sample> {
+        let q = queue(service, v);
+        let mut labels = q.labels.clone();
+        labels.insert("__name__".into(), "push_time_seconds".into());
+        vec![
+            q,
+            Sample {
+                labels,
+                value: unix_s(at),
+            },
+        ]
+    }
+
+    /// A replica killed mid-starvation leaves its last push behind (the Pushgateway keeps the
+    /// group): once the push is 5 s old its queue no longer counts and the alert resolves.
+    #[test]
+    fn a_dead_replicas_last_push_stops_counting_after_5_s() {
+        let rules = parse_rules(rules::DEFAULT_RULES).unwrap();
+        let mut st = AlertStates::new(rules);
+        let t0 = Utc::now();
+        let at = |s: f64| t0 + chrono::Duration::milliseconds((s * 1000.0) as i64);
+        let fired = st.step(&pushed("web", 50.0, at(0.0)), at(0.0));
+        assert_eq!(fired.len(), 1, "the spike fires at once: {fired:?}");
+        // No push after t=0: its group still says 50.
+        assert!(st.step(&pushed("web", 50.0, at(0.0)), at(4.9)).is_empty());
+        let resolved = st.step(&pushed("web", 50.0, at(0.0)), at(5.0));
+        assert_eq!(resolved.len(), 1, "{resolved:?}");
+        assert_eq!(resolved[0].status, Status::Resolved);
+        assert_eq!(resolved[0].name(), "ThreadPoolSpike");
+    }
+
     #[test]
     fn pending_firing_resolved_with_for() {
         let rules = parse_rules(rules::DEFAULT_RULES).unwrap();
@@ -254,9 +287,9 @@ mod tests {
         let t0 = Utc::now();
         let at = |s: i64| t0 + chrono::Duration::seconds(s);
         // 30 > 20 but not > 40: Starvation pending, Spike quiet.
-        assert!(st.step(&[queue("web", 30.0)], at(0)).is_empty());
-        assert!(st.step(&[queue("web", 30.0)], at(4)).is_empty());
-        let fired = st.step(&[queue("web", 31.0)], at(5));
+        assert!(st.step(&pushed("web", 30.0, at(0)), at(0)).is_empty());
+        assert!(st.step(&pushed("web", 30.0, at(4)), at(4)).is_empty());
+        let fired = st.step(&pushed("web", 31.0, at(5)), at(5));
         assert_eq!(fired.len(), 1);
         let a = &fired[0];
         assert_eq!(a.name(), "ThreadPoolStarvation");
@@ -268,14 +301,14 @@ mod tests {
         let fp = a.fingerprint.clone();
         let starts = a.starts_at.clone();
         // Still firing: nothing new.
-        assert!(st.step(&[queue("web", 35.0)], at(6)).is_empty());
+        assert!(st.step(&pushed("web", 35.0, at(6)), at(6)).is_empty());
         // Spike fires at once (no `for`).
-        let spike = st.step(&[queue("web", 45.0)], at(7));
+        let spike = st.step(&pushed("web", 45.0, at(7)), at(7));
         assert_eq!(spike.len(), 1);
         assert_eq!(spike[0].name(), "ThreadPoolSpike");
         assert_ne!(spike[0].fingerprint, fp);
         // Below both: both resolve, same fingerprint and startsAt.
-        let resolved = st.step(&[queue("web", 3.0)], at(8));
+        let resolved = st.step(&pushed("web", 3.0, at(8)), at(8));
         assert_eq!(resolved.len(), 2);
         let starv = resolved
             .iter()
@@ -285,11 +318,11 @@ mod tests {
         assert_eq!(starv.fingerprint, fp);
         assert_eq!(starv.starts_at, starts);
         // A dip before `for` elapses resets pending.
-        assert!(st.step(&[queue("web", 30.0)], at(10)).is_empty());
-        assert!(st.step(&[queue("web", 3.0)], at(12)).is_empty());
-        assert!(st.step(&[queue("web", 30.0)], at(14)).is_empty());
-        assert!(st.step(&[queue("web", 30.0)], at(18)).is_empty());
-        let again = st.step(&[queue("web", 30.0)], at(19));
+        assert!(st.step(&pushed("web", 30.0, at(10)), at(10)).is_empty());
+        assert!(st.step(&pushed("web", 3.0, at(12)), at(12)).is_empty());
+        assert!(st.step(&pushed("web", 30.0, at(14)), at(14)).is_empty());
+        assert!(st.step(&pushed("web", 30.0, at(18)), at(18)).is_empty());
+        let again = st.step(&pushed("web", 30.0, at(19)), at(19));
         assert_eq!(again.len(), 1);
         assert_ne!(again[0].starts_at, starts);
         assert_eq!(again[0].fingerprint, fp);

@@ -2,7 +2,9 @@
 //! `/metrics/job/<job>/<label>/<value>/...` and `DELETE` the group when they stop. Locally the
 //! replicas share one port, so scraping them one by one is impossible; pushing gives each its
 //! own group. A group not refreshed for [`STALE_AFTER`] (a replica killed before it could
-//! delete it) is left out of samples, like a target that stopped answering scrapes.
+//! delete it) is left out of samples, like a target that stopped answering scrapes. Like the
+//! Pushgateway, each group also carries `push_time_seconds` (unix time of its last push), which
+//! the alert rules' staleness filter reads on every path.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -68,7 +70,8 @@ async fn push(
     };
     let text = String::from_utf8_lossy(&body);
     match super::text_format::parse(&text, &group) {
-        Ok(samples) => {
+        Ok(mut samples) => {
+            samples.push(push_time(&group, std::time::SystemTime::now()));
             let mut g = groups.lock().unwrap_or_else(|e| e.into_inner());
             g.groups.insert(group, (Instant::now(), samples));
             (StatusCode::OK, String::new())
@@ -89,6 +92,17 @@ async fn delete(
         }
         Err(e) => (StatusCode::BAD_REQUEST, e),
     }
+}
+
+/// The `push_time_seconds` sample the Pushgateway adds to a group pushed at `at`.
+fn push_time(group: &Labels, at: std::time::SystemTime) -> Sample {
+    let mut labels = group.clone();
+    labels.insert("__name__".into(), "push_time_seconds".into());
+    let value = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    Sample { labels, value }
 }
 
 pub fn router(groups: Shared) -> Router {
@@ -117,5 +131,29 @@ mod tests {
         assert_eq!(s[0].labels["job"], "webserver");
         assert_eq!(s[1].labels["a"], "b,c");
         assert!(grouping("j", "instance").is_err());
+    }
+
+    #[tokio::test]
+    async fn every_group_carries_its_push_time() {
+        let groups: Shared = Arc::default();
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let (status, _) = push(
+            State(groups.clone()),
+            Path(("webserver".into(), "instance/web-1/service/web".into())),
+            Bytes::from_static(b"system_runtime_threadpool_queue_length 7\n"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let samples = groups.lock().unwrap().samples(Instant::now());
+        let t = samples
+            .iter()
+            .find(|s| s.labels["__name__"] == "push_time_seconds")
+            .expect("push_time_seconds added");
+        assert_eq!(t.labels["instance"], "web-1");
+        assert_eq!(t.labels["service"], "web");
+        assert!(t.value >= before && t.value < before + 5.0, "{}", t.value);
     }
 }

@@ -2,9 +2,11 @@
 //! evaluates, and a pure evaluator over one instant's samples.
 //!
 //! Supported: vector selectors with label matchers (`=`, `!=`, `=~`, `!~`), parentheses,
-//! `sum`/`max`/`min`/`avg`/`count` with optional `by (...)`/`without (...)`, and a comparison
-//! (`> < >= <= == !=`, filtering, no `bool`) of such a vector against a number. Anything else
-//! is refused with an error that names `--monitor prometheus`.
+//! `sum`/`max`/`min`/`avg`/`count` with optional `by (...)`/`without (...)`, a comparison
+//! (`> < >= <= == !=`, filtering, no `bool`) of such a vector against a number or `time()` plus
+//! or minus a number, and `and` with optional `on (...)`/`ignoring (...)` (the rules' staleness
+//! filter: `... and on (instance, service) (push_time_seconds > time() - 5)`). Anything else is
+//! refused with an error that names `--monitor prometheus`.
 
 use promql_parser::label::Matcher;
 use promql_parser::parser::{self, Expr, LabelModifier, token};
@@ -30,8 +32,8 @@ pub enum RuleError {
     Yaml(String),
     #[error(
         "rule {rule:?}: `{expr}`: {reason}; the embedded monitor evaluates only selectors, \
-         sum/max/min/avg/count by (...), and comparisons with a number; run with \
-         `--monitor prometheus` for full PromQL"
+         sum/max/min/avg/count by (...), `and on (...)`, and comparisons with a number or \
+         `time()` ± a number; run with `--monitor prometheus` for full PromQL"
     )]
     Unsupported {
         rule: String,
@@ -120,6 +122,23 @@ impl CmpOp {
     }
 }
 
+/// A scalar of the subset: a number, or the evaluation time plus a number (`time() - 5`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar {
+    Number(f64),
+    TimePlus(f64),
+}
+
+impl Scalar {
+    /// Its value at `now` (unix seconds, as PromQL's `time()`).
+    pub fn at(self, now: f64) -> f64 {
+        match self {
+            Scalar::Number(n) => n,
+            Scalar::TimePlus(d) => now + d,
+        }
+    }
+}
+
 /// A compiled expression of the subset.
 #[derive(Debug, Clone)]
 pub enum Query {
@@ -136,7 +155,15 @@ pub enum Query {
     Compare {
         inner: Box<Query>,
         op: CmpOp,
-        threshold: f64,
+        threshold: Scalar,
+    },
+    /// `lhs and rhs`: the samples of `lhs` with a sample of `rhs` of the same label signature
+    /// (`Some((true, labels))` for `on`, `Some((false, labels))` for `ignoring`, `None`: every
+    /// label but the name).
+    And {
+        lhs: Box<Query>,
+        rhs: Box<Query>,
+        matching: Option<(bool, Vec<String>)>,
     },
 }
 
@@ -203,10 +230,26 @@ pub fn compile_expr(expr: &str) -> Result<Query, String> {
     compile(&parser::parse(expr)?)
 }
 
-fn number(e: &Expr) -> Option<f64> {
+/// `e` as a scalar of the subset; `None` when it is anything else (a vector, `time() * 2`).
+fn scalar(e: &Expr) -> Option<Scalar> {
     match e {
-        Expr::NumberLiteral(n) => Some(n.val),
-        Expr::Paren(p) => number(&p.expr),
+        Expr::NumberLiteral(n) => Some(Scalar::Number(n.val)),
+        Expr::Paren(p) => scalar(&p.expr),
+        Expr::Call(c) if c.func.name == "time" && c.args.args.is_empty() => {
+            Some(Scalar::TimePlus(0.0))
+        }
+        Expr::Binary(b) if matches!(b.op.id(), token::T_ADD | token::T_SUB) => {
+            let sign = if b.op.id() == token::T_SUB { -1.0 } else { 1.0 };
+            match (scalar(&b.lhs)?, scalar(&b.rhs)?) {
+                (Scalar::Number(a), Scalar::Number(c)) => Some(Scalar::Number(a + sign * c)),
+                (Scalar::TimePlus(a), Scalar::Number(c)) => Some(Scalar::TimePlus(a + sign * c)),
+                // `5 + time()`; `5 - time()` and `time() - time()` are not of the subset.
+                (Scalar::Number(a), Scalar::TimePlus(c)) if sign > 0.0 => {
+                    Some(Scalar::TimePlus(a + c))
+                }
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
@@ -251,6 +294,21 @@ fn compile(e: &Expr) -> Result<Query, String> {
                 inner: Box::new(compile(&a.expr)?),
             })
         }
+        Expr::Binary(b) if b.op.id() == token::T_LAND => {
+            let matching = b
+                .modifier
+                .as_ref()
+                .and_then(|m| m.matching.as_ref())
+                .map(|m| match m {
+                    LabelModifier::Include(l) => (true, l.labels.clone()),
+                    LabelModifier::Exclude(l) => (false, l.labels.clone()),
+                });
+            Ok(Query::And {
+                lhs: Box::new(compile(&b.lhs)?),
+                rhs: Box::new(compile(&b.rhs)?),
+                matching,
+            })
+        }
         Expr::Binary(b) => {
             let op = match b.op.id() {
                 token::T_GTR => CmpOp::Gt,
@@ -264,7 +322,7 @@ fn compile(e: &Expr) -> Result<Query, String> {
             if b.modifier.as_ref().is_some_and(|m| m.return_bool) {
                 return Err("the `bool` modifier is not supported".into());
             }
-            match (number(&b.lhs), number(&b.rhs)) {
+            match (scalar(&b.lhs), scalar(&b.rhs)) {
                 (None, Some(t)) => Ok(Query::Compare {
                     inner: Box::new(compile(&b.lhs)?),
                     op,
@@ -275,7 +333,10 @@ fn compile(e: &Expr) -> Result<Query, String> {
                     op: op.flipped(),
                     threshold: t,
                 }),
-                _ => Err("comparisons must be between a vector and a number".into()),
+                _ => Err(
+                    "comparisons must be between a vector and a number or `time()` ± a number"
+                        .into(),
+                ),
             }
         }
         Expr::Call(c) => Err(format!("function `{}` is not supported", c.func.name)),
@@ -285,9 +346,10 @@ fn compile(e: &Expr) -> Result<Query, String> {
     }
 }
 
-/// Evaluate `q` over one instant's samples. Like Prometheus, aggregations drop `__name__` and
-/// keep only the grouping labels; a comparison keeps the samples for which it holds.
-pub fn eval(q: &Query, samples: &[Sample]) -> Vec<Sample> {
+/// Evaluate `q` over one instant's samples at `now` (unix seconds, PromQL's `time()`). Like
+/// Prometheus, aggregations drop `__name__` and keep only the grouping labels; a comparison
+/// keeps the samples for which it holds; `and` keeps the left samples matched on the right.
+pub fn eval(q: &Query, samples: &[Sample], now: f64) -> Vec<Sample> {
     match q {
         Query::Select { name, matchers } => samples
             .iter()
@@ -306,7 +368,7 @@ pub fn eval(q: &Query, samples: &[Sample]) -> Vec<Sample> {
             inner,
         } => {
             let mut groups: BTreeMap<Labels, Vec<f64>> = BTreeMap::new();
-            for s in eval(inner, samples) {
+            for s in eval(inner, samples, now) {
                 let key: Labels = s
                     .labels
                     .iter()
@@ -337,14 +399,34 @@ pub fn eval(q: &Query, samples: &[Sample]) -> Vec<Sample> {
             inner,
             op,
             threshold,
-        } => eval(inner, samples)
+        } => eval(inner, samples, now)
             .into_iter()
-            .filter(|s| op.holds(s.value, *threshold))
+            .filter(|s| op.holds(s.value, threshold.at(now)))
             .map(|mut s| {
                 s.labels.remove("__name__");
                 s
             })
             .collect(),
+        Query::And { lhs, rhs, matching } => {
+            let signature = |l: &Labels| -> Labels {
+                l.iter()
+                    .filter(|(k, _)| match matching {
+                        None => *k != "__name__",
+                        Some((true, on)) => on.contains(k),
+                        Some((false, ignoring)) => *k != "__name__" && !ignoring.contains(k),
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            let right: std::collections::BTreeSet<Labels> = eval(rhs, samples, now)
+                .iter()
+                .map(|s| signature(&s.labels))
+                .collect();
+            eval(lhs, samples, now)
+                .into_iter()
+                .filter(|s| right.contains(&signature(&s.labels)))
+                .collect()
+        }
     }
 }
 
@@ -376,106 +458,5 @@ pub fn render(template: &str, labels: &Labels, value: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(name: &str, instance: &str, service: &str, v: f64) -> Sample {
-        let mut labels = Labels::new();
-        labels.insert("__name__".into(), name.into());
-        labels.insert("job".into(), "webserver".into());
-        labels.insert("instance".into(), instance.into());
-        labels.insert("service".into(), service.into());
-        Sample { labels, value: v }
-    }
-
-    #[test]
-    fn deploy_rules_parse() {
-        let rules = parse_rules(DEFAULT_RULES).unwrap();
-        let names: Vec<_> = rules.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["ThreadPoolSpike", "ThreadPoolStarvation"]);
-        assert_eq!(rules[1].for_, Duration::from_secs(5));
-        assert_eq!(rules[0].for_, Duration::ZERO);
-    }
-
-    #[test]
-    fn sum_by_service_then_threshold() {
-        let rules = parse_rules(DEFAULT_RULES).unwrap();
-        let q = &rules[1].query;
-        let samples = vec![
-            s("system_runtime_threadpool_queue_length", "a-1", "a", 12.0),
-            s("system_runtime_threadpool_queue_length", "a-2", "a", 10.0),
-            s("system_runtime_threadpool_queue_length", "b-1", "b", 15.0),
-            s("busy_worker_threads", "a-1", "a", 99.0),
-        ];
-        let out = eval(q, &samples);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].labels.get("service").unwrap(), "a");
-        assert_eq!(out[0].labels.len(), 1);
-        assert_eq!(out[0].value, 22.0);
-        // The other job is ignored.
-        let mut other = s("system_runtime_threadpool_queue_length", "x", "a", 100.0);
-        other.labels.insert("job".into(), "other".into());
-        assert_eq!(eval(q, &[other]).len(), 0);
-    }
-
-    #[test]
-    fn every_operator_of_the_subset() {
-        let samples = vec![
-            s("q", "a-1", "a", 1.0),
-            s("q", "a-2", "a", 3.0),
-            s("q", "b-1", "b", 5.0),
-        ];
-        let v = |e: &str| {
-            let mut r: Vec<f64> = eval(&compile_expr(e).unwrap(), &samples)
-                .into_iter()
-                .map(|s| s.value)
-                .collect();
-            r.sort_by(f64::total_cmp);
-            r
-        };
-        assert_eq!(v("max by (service) (q)"), [3.0, 5.0]);
-        assert_eq!(v("min by (service) (q)"), [1.0, 5.0]);
-        assert_eq!(v("avg by (service) (q)"), [2.0, 5.0]);
-        assert_eq!(v("count by (service) (q)"), [1.0, 2.0]);
-        assert_eq!(v("sum(q)"), [9.0]);
-        assert_eq!(v("sum without (instance) (q)"), [4.0, 5.0]);
-        assert_eq!(v("q > 2"), [3.0, 5.0]);
-        assert_eq!(v("q >= 3"), [3.0, 5.0]);
-        assert_eq!(v("q < 3"), [1.0]);
-        assert_eq!(v("q <= 3"), [1.0, 3.0]);
-        assert_eq!(v("q == 5"), [5.0]);
-        assert_eq!(v("q != 5"), [1.0, 3.0]);
-        assert_eq!(v("2 < q"), [3.0, 5.0]);
-        assert_eq!(v("q{service=~\"a|c\"}"), [1.0, 3.0]);
-        assert_eq!(v("q{service!=\"a\"}"), [5.0]);
-        assert_eq!(v("(sum by (service) (q)) >= 4"), [4.0, 5.0]);
-        assert_eq!(v("(sum by (service) (q)) > 4"), [5.0]);
-    }
-
-    #[test]
-    fn unsupported_is_refused_naming_the_prometheus_monitor() {
-        for e in [
-            "rate(x[1m]) > 1",
-            "x > bool 1",
-            "x + 1 > 2",
-            "topk(1, x)",
-            "x > y",
-            "x offset 1m > 1",
-        ] {
-            let file =
-                format!("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: {e}\n");
-            let err = parse_rules(&file).unwrap_err().to_string();
-            assert!(err.contains("--monitor prometheus"), "{e}: {err}");
-        }
-    }
-
-    #[test]
-    fn templates_render() {
-        let mut l = Labels::new();
-        l.insert("service".into(), "web".into());
-        assert_eq!(
-            render("queue of {{ $labels.service }} is {{ $value }}", &l, 42.0),
-            "queue of web is 42"
-        );
-    }
-}
+#[path = "rules_tests.rs"]
+mod tests;

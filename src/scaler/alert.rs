@@ -1,6 +1,7 @@
 //! Alertmanager's webhook payload, version "4". Unknown fields are ignored, so newer
 //! Alertmanagers keep working.
 
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 use super::policy::{AlertFact, short_name};
@@ -89,19 +90,59 @@ impl Alert {
         }
     }
 
-    /// What the policy keeps of this alert (`parse` checked startsAt and the fingerprint).
-    pub fn fact(&self, value: Option<f64>) -> AlertFact {
+    /// `endsAt`, unless absent or before 1970 (Alertmanager sends Go's zero time,
+    /// 0001-01-01, for an alert that has not ended).
+    pub fn ends(&self) -> Option<DateTime<Utc>> {
+        rfc3339(&self.ends_at).filter(|t| t.timestamp() > 0)
+    }
+
+    /// What the policy keeps of this alert, received at `received` (`parse` checked the
+    /// times and the fingerprint). As Alertmanager decides, an alert whose `endsAt` has passed
+    /// is resolved whatever its `status`; a `startsAt` more than [`MAX_CLOCK_SKEW`] after
+    /// `received` cannot be ordered against other reports of the alert, so it counts as the
+    /// earliest time: any resolve of the fingerprint ends it, any other episode replaces it.
+    pub fn fact(&self, value: Option<f64>, received: DateTime<Utc>) -> AlertFact {
+        let starts_at = rfc3339(&self.starts_at).unwrap_or_default();
+        let ended = self.ends();
+        let status = match ended {
+            Some(end) if end <= received => Status::Resolved,
+            _ => self.status,
+        };
+        let absurd = starts_at > received + MAX_CLOCK_SKEW;
+        if absurd {
+            tracing::warn!(
+                "alert {} (fingerprint {}): startsAt {} is in the future of this host's clock \
+                 ({}); any resolve of it ends it (check the clocks of Prometheus and this host)",
+                short_name(self.name()),
+                self.fingerprint,
+                self.starts_at,
+                received.to_rfc3339()
+            );
+        }
         AlertFact {
-            status: self.status,
+            status,
             fingerprint: self.fingerprint.clone(),
-            starts_at: chrono::DateTime::parse_from_rfc3339(&self.starts_at)
-                .map(|t| t.with_timezone(&chrono::Utc))
-                .unwrap_or_default(),
+            starts_at,
+            began: if absurd {
+                DateTime::<Utc>::MIN_UTC
+            } else {
+                starts_at
+            },
+            ended: ended.filter(|_| status == Status::Resolved),
             name: short_name(self.name()),
             value,
         }
     }
 }
+
+fn rfc3339(s: &str) -> Option<DateTime<Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// How far an alert's `startsAt` may lie after the scaler's clock before it is not believed.
+pub const MAX_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 /// Alertmanager's fingerprints are 16 hex digits; longer ones are refused, so what the scaler
 /// remembers per alert stays small.
@@ -121,6 +162,11 @@ pub enum PayloadError {
     LongFingerprint { index: usize },
     #[error("alert {index}: startsAt {value:?} is not an RFC 3339 time")]
     StartsAt { index: usize, value: String },
+    #[error(
+        "alert {index}: endsAt {value:?} is not an RFC 3339 time (leave it out, or send \
+         0001-01-01T00:00:00Z, for an alert that has not ended)"
+    )]
+    EndsAt { index: usize, value: String },
 }
 
 pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
@@ -148,7 +194,13 @@ pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
         if chrono::DateTime::parse_from_rfc3339(&a.starts_at).is_err() {
             return Err(PayloadError::StartsAt {
                 index,
-                value: a.starts_at.clone(),
+                value: a.starts_at.chars().take(40).collect(),
+            });
+        }
+        if !a.ends_at.is_empty() && chrono::DateTime::parse_from_rfc3339(&a.ends_at).is_err() {
+            return Err(PayloadError::EndsAt {
+                index,
+                value: a.ends_at.chars().take(40).collect(),
             });
         }
     }
@@ -208,8 +260,10 @@ mod tests {
         let n = parse(body.to_string().as_bytes()).unwrap();
         assert_eq!(n.status, Status::Firing);
         assert_eq!(n.alerts[0].value(), Ok(Some(30.0)));
-        let fact = n.alerts[0].fact(Some(30.0));
+        let received = "2026-11-22T10:00:05Z".parse().unwrap();
+        let fact = n.alerts[0].fact(Some(30.0), received);
         assert_eq!(fact.starts_at.to_rfc3339(), "2026-11-22T10:00:00+00:00");
+        assert_eq!((fact.status, fact.ended), (Status::Firing, None));
         assert_eq!(n.alerts[0].name(), "ThreadPoolStarvation");
     }
 
@@ -261,5 +315,69 @@ mod tests {
         a["annotations"] = serde_json::json!({});
         let a: Alert = serde_json::from_value(a).unwrap();
         assert_eq!(a.value(), Ok(None));
+    }
+
+    /// Issue 26.3: Alertmanager calls an alert whose `endsAt` has passed resolved, whatever
+    /// else says so; the scaler used to scale up on such a "firing" alert.
+    #[test]
+    fn a_firing_alert_whose_end_has_passed_is_resolved() {
+        let received: DateTime<Utc> = "2026-11-22T10:05:00Z".parse().unwrap();
+        let with_end = |status: &str, end: &str| {
+            let mut a = alert(status, "abc", "2026-11-22T10:00:00Z", "w");
+            a["endsAt"] = end.into();
+            let n = parse(notification(status, vec![a]).to_string().as_bytes()).unwrap();
+            let f = n.alerts[0].fact(None, received);
+            (f.status, f.ended.map(|t| t.to_rfc3339()))
+        };
+        let ended = Some("2026-11-22T10:04:00+00:00".to_string());
+        assert_eq!(
+            with_end("firing", "2026-11-22T10:04:00Z"),
+            (Status::Resolved, ended.clone())
+        );
+        assert_eq!(
+            with_end("resolved", "2026-11-22T10:04:00Z"),
+            (Status::Resolved, ended)
+        );
+        // Not ended yet, or Go's zero time: firing.
+        assert_eq!(
+            with_end("firing", "2026-11-22T10:09:00Z"),
+            (Status::Firing, None)
+        );
+        assert_eq!(
+            with_end("firing", "0001-01-01T00:00:00Z"),
+            (Status::Firing, None)
+        );
+        assert_eq!(with_end("firing", ""), (Status::Firing, None));
+        let mut a = alert("firing", "abc", "2026-11-22T10:00:00Z", "w");
+        a["endsAt"] = "later".into();
+        let e = parse(notification("firing", vec![a]).to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("endsAt \"later\"") && e.contains("0001-01-01"),
+            "{e}"
+        );
+    }
+
+    /// A `startsAt` in the far future is not believed: it orders before anything; a little
+    /// skew is.
+    #[test]
+    fn a_far_future_start_orders_before_anything() {
+        let received: DateTime<Utc> = "2026-11-22T10:05:00Z".parse().unwrap();
+        let began = |starts: &str| {
+            let a: Alert = serde_json::from_value(alert("firing", "abc", starts, "w")).unwrap();
+            let f = a.fact(None, received);
+            assert_eq!(
+                f.starts_at,
+                starts.parse::<DateTime<Utc>>().unwrap(),
+                "the key"
+            );
+            f.began.to_rfc3339()
+        };
+        assert_eq!(
+            began("2099-01-01T00:00:00Z"),
+            DateTime::<Utc>::MIN_UTC.to_rfc3339()
+        );
+        assert_eq!(began("2026-11-22T10:05:30Z"), "2026-11-22T10:05:30+00:00");
     }
 }

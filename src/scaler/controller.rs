@@ -215,6 +215,7 @@ impl Controller {
     pub async fn handle(&self, n: &Notification) -> Result<Vec<Decision>, HandleError> {
         self.may_act().await?;
         let mut by_service: BTreeMap<&str, Vec<AlertFact>> = BTreeMap::new();
+        let received = chrono::Utc::now();
         // The scaler's own alert, routed back to it, says nothing about load.
         for alert in n.alerts.iter().filter(|a| a.name() != ALERT_NAME) {
             let value = match self.cfg.policy.kind {
@@ -224,7 +225,7 @@ impl Controller {
             by_service
                 .entry(self.target(alert)?)
                 .or_default()
-                .push(alert.fact(value));
+                .push(alert.fact(value, received));
         }
         let mut decisions = vec![];
         for (service, facts) in by_service {

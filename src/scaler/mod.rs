@@ -228,7 +228,8 @@ pub struct Opts {
     pub local_replicas: u32,
 
     /// Local orchestrator: an extra `starvation serve` argument for every replica
-    /// (repeatable), e.g. --local-serve-arg=--block-ms=2000.
+    /// (repeatable), e.g. --local-serve-arg=--block-ms=2000. A replica that dies is replaced,
+    /// and its group deleted from its --pushgateway.
     #[arg(
         long = "local-serve-arg",
         value_name = "ARG",

@@ -15,9 +15,10 @@ pub struct ReconcileConfig {
     pub every: Duration,
 }
 
-/// The default query: the service's total thread-pool queue, the signal the alert rules use.
-pub const DEFAULT_QUERY: &str =
-    r#"sum(system_runtime_threadpool_queue_length{job="webserver",service="{service}"})"#;
+/// The default query: the service's total thread-pool queue over the replicas that pushed in
+/// the last 5 s, the signal the alert rules use (a crashed replica's last group stays in the
+/// Pushgateway; without the filter its queue would count forever).
+pub const DEFAULT_QUERY: &str = r#"sum(system_runtime_threadpool_queue_length{job="webserver",service="{service}"} and on (instance, service) (push_time_seconds{job="webserver",service="{service}"} > time() - 5))"#;
 
 impl ReconcileConfig {
     pub fn query_for(&self, service: &str) -> String {

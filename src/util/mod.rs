@@ -137,4 +137,15 @@ pub fn parse_prom_float(s: &str) -> Option<f64> {
     }
 }
 
+/// The Pushgateway group of one replica's gauges,
+/// `<gateway>/metrics/job/webserver/instance/<instance>/service/<service>`: the replica pushes
+/// to it and deletes it on exit; the local orchestrator deletes it for a replica that died
+/// without doing so.
+pub fn push_group_url(gateway: &str, instance: &str, service: &str) -> String {
+    format!(
+        "{}/metrics/job/webserver/instance/{instance}/service/{service}",
+        gateway.trim_end_matches('/')
+    )
+}
+
 pub mod http_server;

@@ -17,10 +17,7 @@ pub struct Pusher {
 
 impl Pusher {
     pub fn new(gateway: &str, instance: &str, service: &str, interval: Duration) -> Pusher {
-        let group_url = format!(
-            "{}/metrics/job/webserver/instance/{instance}/service/{service}",
-            gateway.trim_end_matches('/')
-        );
+        let group_url = crate::util::push_group_url(gateway, instance, service);
         let client = reqwest::Client::builder()
             .timeout(interval.max(Duration::from_secs(2)))
             .build()

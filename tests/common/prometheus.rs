@@ -101,3 +101,20 @@ impl Prometheus {
         result[0]["value"][1].as_str().unwrap().parse().unwrap()
     }
 }
+
+/// The address of the Prometheus a `PrometheusMonitor` started in `dir`, from the config it
+/// generated there (its self-scrape job).
+pub fn monitor_prometheus_url(dir: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(dir.join("prometheus.yml")).unwrap();
+    let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    let job = doc["scrape_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "prometheus")
+        .expect("the prometheus job");
+    format!(
+        "http://{}",
+        job["static_configs"][0]["targets"][0].as_str().unwrap()
+    )
+}

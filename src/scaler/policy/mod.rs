@@ -44,6 +44,12 @@ pub struct AlertFact {
     /// At most [`super::alert::MAX_FINGERPRINT`] bytes (longer payloads are refused).
     pub fingerprint: String,
     pub starts_at: DateTime<Utc>,
+    /// When the episode began as far as ordering goes: `starts_at`, or the earliest time when
+    /// `startsAt` lay in the far future of the scaler's clock (such an alert would otherwise
+    /// outrank every later resolve and pin itself for `--firing-ttl`).
+    pub began: DateTime<Utc>,
+    /// A resolve's `endsAt` (None when absent or Go's zero time).
+    pub ended: Option<DateTime<Utc>>,
     /// The alert name, cut to [`MAX_NAME_CHARS`].
     pub name: String,
     /// The `value` annotation, already checked to be finite and >= 0.
@@ -121,6 +127,8 @@ pub struct FiringAlert {
 struct Firing {
     name: String,
     starts_at: DateTime<Utc>,
+    /// [`AlertFact::began`] of this episode: resolves are ordered against it.
+    began: DateTime<Utc>,
     last_seen: Instant,
 }
 
@@ -254,22 +262,30 @@ impl ServiceMemory {
                     .or_insert_with(|| Firing {
                         name: a.name.clone(),
                         starts_at: a.starts_at,
+                        began: a.began,
                         last_seen: now,
                     });
-                // An older episode's late re-send does not replace a newer one.
-                if a.starts_at >= entry.starts_at {
+                // An older episode's late re-send does not replace a newer one; a re-send of
+                // this one keeps when it began.
+                if a.starts_at != entry.starts_at && a.began >= entry.began {
                     entry.starts_at = a.starts_at;
+                    entry.began = a.began;
+                }
+                if a.starts_at == entry.starts_at {
                     entry.name.clone_from(&a.name);
                 }
                 entry.last_seen = now;
                 self.quiet_since = None;
             }
             Status::Resolved => {
-                // A late resolve of an older episode does not end a newer one.
+                // Matched by fingerprint, as Alertmanager does: the resolve ends what fires
+                // unless it ended before that episode began (a late resolve of an older one).
+                // Without `endsAt` its own start stands in for its end.
+                let ended = a.ended.unwrap_or(a.began);
                 if self
                     .firing
                     .get(&a.fingerprint)
-                    .is_some_and(|f| f.starts_at <= a.starts_at)
+                    .is_some_and(|f| f.began <= ended)
                 {
                     self.firing.remove(&a.fingerprint);
                     self.deferred.remove(&a.fingerprint);

@@ -35,6 +35,8 @@ fn fact(status: &str, fingerprint: &str, starts_at: &str, value: &str) -> AlertF
         },
         fingerprint: fingerprint.to_owned(),
         starts_at: DateTime::parse_from_rfc3339(starts_at).unwrap().into(),
+        began: DateTime::parse_from_rfc3339(starts_at).unwrap().into(),
+        ended: None,
         name: format!("Alert-{fingerprint}"),
         value: value.parse().ok(),
     }
@@ -139,6 +141,67 @@ fn resolved_never_scales_up_and_new_episode_does() {
             (250, Ev::Tick, None, 3),
         ],
     );
+}
+
+/// Issue 26.3: an alert whose `startsAt` lies in the far future (a skewed clock, a hand-made
+/// post) outranked every later resolve, so it stayed firing for `--firing-ttl` (1 h) and
+/// blocked scale-down. Not believed (`Alert::fact`), it orders before anything: a later
+/// episode's resolve ends it.
+#[test]
+fn a_far_future_start_does_not_pin_the_alert() {
+    let t = |s: &str| -> DateTime<Utc> { DateTime::parse_from_rfc3339(s).unwrap().into() };
+    let future = AlertFact {
+        began: DateTime::<Utc>::MIN_UTC,
+        ..fact("firing", "a", "2099-01-01T00:00:00Z", "30")
+    };
+    let resolve = AlertFact {
+        ended: Some(t("2026-11-22T10:01:00Z")),
+        ..fact("resolved", "a", "2026-11-22T10:00:30Z", "30")
+    };
+    let cfg = cfg(PolicyKind::Step);
+    let t0 = Instant::now();
+    let mut mem = ServiceMemory::default();
+    let up = mem.plan("web", &[future], 1, BOUNDS, &cfg, t0);
+    assert_eq!(up.decision.action, Action::ScaleUp);
+    mem.commit(&up, t0);
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    mem.plan("web", &[resolve], 2, BOUNDS, &cfg, at(60));
+    assert!(mem.firing().is_empty(), "still firing: {:?}", mem.firing());
+    let down = mem
+        .tick("web", 2, BOUNDS, &cfg, at(121))
+        .expect("scale-down");
+    assert_eq!(
+        (down.decision.action, down.decision.to),
+        (Action::ScaleDown, 1)
+    );
+}
+
+/// A resolve carries `endsAt`: one that ended before the firing episode began is a late resolve
+/// of an older episode; one that ended after it ends it, whatever its `startsAt`.
+#[test]
+fn resolves_are_ordered_by_their_end() {
+    let t = |s: &str| -> DateTime<Utc> { DateTime::parse_from_rfc3339(s).unwrap().into() };
+    let cfg = cfg(PolicyKind::Step);
+    let t0 = Instant::now();
+    let mut mem = ServiceMemory::default();
+    let up = mem.plan("web", &[fact("firing", "a", T2, "30")], 1, BOUNDS, &cfg, t0);
+    mem.commit(&up, t0);
+    let late = AlertFact {
+        ended: Some(t("2026-11-22T10:04:00Z")),
+        ..fact("resolved", "a", T1, "30")
+    };
+    mem.plan("web", &[late], 2, BOUNDS, &cfg, t0);
+    assert_eq!(
+        mem.firing().len(),
+        1,
+        "a resolve that ended before T2 ends nothing"
+    );
+    let this = AlertFact {
+        ended: Some(t("2026-11-22T10:06:00Z")),
+        ..fact("resolved", "a", T1, "30")
+    };
+    mem.plan("web", &[this], 2, BOUNDS, &cfg, t0);
+    assert!(mem.firing().is_empty());
 }
 
 /// A rule without `for` flapping around its threshold, as in the paper pair: one episode.
@@ -366,6 +429,8 @@ fn memory_and_reasons_stay_bounded_under_floods_of_alerts() {
                 status: Status::Firing,
                 fingerprint: format!("{:064x}", round * 100_000 + i),
                 starts_at: DateTime::parse_from_rfc3339(T1).unwrap().into(),
+                began: DateTime::parse_from_rfc3339(T1).unwrap().into(),
+                ended: None,
                 name: short_name(&"N".repeat(10_000)),
                 value: None,
             })
@@ -454,6 +519,8 @@ fn to_fact(&(fp, episode, firing, value): &(u8, u8, bool, Option<u16>)) -> Alert
         },
         fingerprint: format!("fp{fp}"),
         starts_at: DateTime::<Utc>::from_timestamp(1_700_000_000 + episode as i64 * 60, 0).unwrap(),
+        began: DateTime::<Utc>::from_timestamp(1_700_000_000 + episode as i64 * 60, 0).unwrap(),
+        ended: None,
         name: format!("A{fp}"),
         value: value.map(f64::from),
     }
