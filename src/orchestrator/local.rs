@@ -31,9 +31,9 @@ pub struct LocalConfig {
     pub program: PathBuf,
     /// The address every replica listens on (shared with `--reuse-port`).
     pub listen: std::net::SocketAddr,
-    /// Further `serve` arguments for every replica (e.g. `--block-ms 2000`). Their
-    /// `--pushgateway` (else an inherited `STARVATION_PUSHGATEWAY`) is where a dead replica's
-    /// group is deleted.
+    /// Further `serve` arguments for every replica (e.g. `--block-ms 2000`). These are
+    /// all a replica's settings (none of our `STARVATION_*` variables reaches it); their
+    /// `--pushgateway` is where a dead replica's group is deleted.
     pub serve_args: Vec<String>,
     /// How long a replica may take to drain after SIGTERM before it is killed.
     pub stop_timeout: Duration,
@@ -42,8 +42,8 @@ pub struct LocalConfig {
 }
 
 impl LocalConfig {
-    /// The Pushgateway the replicas push to: their `--pushgateway` flag, else the
-    /// `STARVATION_PUSHGATEWAY` they inherit (as `serve` reads it).
+    /// The Pushgateway the replicas push to: their `--pushgateway` flag (they inherit none of
+    /// our `STARVATION_*` variables).
     pub fn pushgateway(&self) -> Option<String> {
         let mut args = self.serve_args.iter();
         let mut found = None;
@@ -54,7 +54,7 @@ impl LocalConfig {
                 found = Some(v.to_owned());
             }
         }
-        found.or_else(|| std::env::var("STARVATION_PUSHGATEWAY").ok())
+        found
     }
 }
 
