@@ -70,6 +70,12 @@ pub fn use_dnsrr(doc: &mut Value) -> anyhow::Result<()> {
             .into_iter()
             .flatten()
             .map(|p| {
+                if let Some(long) = p.as_object() {
+                    // Long syntax (publish_on_manager's): already a map; only its mode changes.
+                    let mut long = long.clone();
+                    long.insert("mode".into(), "host".into());
+                    return Ok(Value::Object(long));
+                }
                 let (published, target) = p
                     .as_str()
                     .and_then(|p| p.split_once(':'))
@@ -313,6 +319,26 @@ mod tests {
         }
         let baseline = stack_for_run(&Profile::quick(), Role::Baseline, dir, false).unwrap();
         assert!(!host_ports(&baseline).contains(&SCALER_PORT));
+    }
+
+    /// tests/swarm_stack.rs publishes first, then switches to dnsrr: both orders give host-mode
+    /// ports.
+    #[test]
+    fn dnsrr_keeps_long_syntax_ports_in_host_mode() {
+        let mut doc: Value = serde_norway::from_str(COMPOSE).unwrap();
+        publish_on_manager(&mut doc).unwrap();
+        use_dnsrr(&mut doc).unwrap();
+        let mut ports = host_ports(&doc);
+        ports.sort();
+        let mut want = vec![
+            SCALER_PORT,
+            PROMETHEUS_PORT,
+            PUSHGATEWAY_PORT,
+            ALERTMANAGER_PORT,
+        ];
+        want.sort();
+        assert_eq!(ports, want);
+        assert_eq!(doc["services"]["alertapi"]["ports"][0]["mode"], "host");
     }
 
     #[test]
