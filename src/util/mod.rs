@@ -138,3 +138,4 @@ pub fn parse_prom_float(s: &str) -> Option<f64> {
 }
 
 pub mod http_server;
+pub mod redact;
