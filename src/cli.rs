@@ -1,6 +1,6 @@
 //! The one subcommand enum every component hangs off.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +40,21 @@ pub enum Command {
     Calibrate(crate::calibrate::Opts),
 }
 
+/// The command line as `main` parses it: every flag read from the environment shows the
+/// variable's name in `--help`, never its value (it may hold a URL's password or a token).
+pub fn command() -> clap::Command {
+    fn hide_env_values(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|a| a.hide_env_values(true))
+            .mut_subcommands(hide_env_values)
+    }
+    hide_env_values(Cli::command())
+}
+
+/// Parses the process' arguments through [`command`]; exits with clap's message on bad input.
+pub fn parse() -> Cli {
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(opts) => crate::workload::run(opts).await,
@@ -63,4 +78,25 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn no_flag_shows_its_environment_value() {
+        let cmd = super::command();
+        let mut with_env = 0;
+        for sub in cmd.get_subcommands() {
+            for a in sub.get_arguments().filter(|a| a.get_env().is_some()) {
+                with_env += 1;
+                assert!(
+                    a.is_hide_env_values_set(),
+                    "{} --{:?}",
+                    sub.get_name(),
+                    a.get_long()
+                );
+            }
+        }
+        assert!(with_env >= 15, "{with_env}");
+    }
 }

@@ -1,10 +1,9 @@
 //! Thin entry point: parse the command line, set up logging, hand over to the library.
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = starvation::cli::Cli::parse();
+    let cli = starvation::cli::parse();
     starvation::cli::init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

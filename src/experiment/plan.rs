@@ -176,12 +176,23 @@ async fn resume_state(opts: &Opts, out: &Path) -> anyhow::Result<State> {
         state_path.display(),
         st.format
     );
+    // The saved profile lacks its serve_args' secrets (they are redacted): compare what can
+    // be compared, and take the secrets from the profile given again.
     if let Some(p) = &opts.profile {
         let given = Profile::resolve(p)?;
         anyhow::ensure!(
-            given == st.profile,
+            given.shown() == st.profile,
             "--resume --profile {p}: differs from the profile this experiment started with; \
              drop --profile to continue it, or start a new experiment"
+        );
+        st.profile = given;
+    } else if !st.profile.redacted_args().is_empty() {
+        anyhow::bail!(
+            "--resume: {} holds the profile's serve_args with their secrets hidden ({}); \
+             give the profile again: --resume --out {} --profile FILE",
+            state_path.display(),
+            st.profile.redacted_args().join(" "),
+            out.display()
         );
     }
     if let Some(r) = opts.runs {

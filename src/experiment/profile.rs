@@ -45,11 +45,17 @@ pub struct Profile {
     #[serde(default = "default_max_vus")]
     pub max_vus: u64,
     /// Further `starvation serve` arguments for every replica (e.g. the pool's injection knobs).
-    #[serde(default)]
+    /// Saved and shown (experiment.json, report.json, report.md) with their credentials
+    /// redacted (`crate::util::redact`), so `--resume` needs such a profile given again.
+    #[serde(default, serialize_with = "serialize_redacted")]
     pub serve_args: Vec<String>,
     /// Alert rule file to evaluate instead of the embedded `deploy/prometheus/alert_rules.yml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<std::path::PathBuf>,
+}
+
+fn serialize_redacted<S: serde::Serializer>(args: &[String], s: S) -> Result<S::Ok, S::Error> {
+    crate::util::redact::args(args).serialize(s)
 }
 
 fn one() -> f64 {
@@ -285,6 +291,23 @@ impl Profile {
         self.schedule().map(|s| s.duration().as_secs()).unwrap_or(0) + self.graceful_stop_s
     }
 
+    /// The profile as it is saved: `serve_args` redacted.
+    pub fn shown(&self) -> Profile {
+        Profile {
+            serve_args: crate::util::redact::args(&self.serve_args),
+            ..self.clone()
+        }
+    }
+
+    /// The `serve_args` whose secrets were redacted when saved (what a saved profile lacks).
+    pub fn redacted_args(&self) -> Vec<&str> {
+        self.serve_args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| crate::util::redact::is_redacted(a))
+            .collect()
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a profile serialises")
     }
@@ -308,6 +331,24 @@ mod tests {
             Profile::quick().schedule().unwrap().duration().as_secs(),
             50
         );
+    }
+
+    #[test]
+    fn saved_profiles_hold_no_credentials() {
+        let mut p = Profile::quick();
+        p.serve_args = ["--mongodb-uri", "mongodb://admin:hunter2@db:27017"]
+            .map(String::from)
+            .to_vec();
+        let toml = p.to_toml();
+        let json = serde_json::to_string(&p).unwrap();
+        for text in [&toml, &json] {
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("mongodb://admin:***@db:27017"), "{text}");
+        }
+        let saved = Profile::from_toml(&toml).unwrap();
+        assert_eq!(saved, p.shown());
+        assert_eq!(saved.redacted_args(), ["mongodb://admin:***@db:27017"]);
+        assert!(Profile::quick().redacted_args().is_empty());
     }
 
     #[test]

@@ -370,7 +370,7 @@ impl Counts {
         let startd = self.iterations + interrupted;
         let secs = plan.schedule.duration().as_secs_f64().max(1e-9);
         Summary {
-            url: plan.config.url.to_string(),
+            url: crate::util::redact::url(plan.config.url.as_str()),
             started_at: chrono::DateTime::<chrono::Utc>::from(started.1).to_rfc3339(),
             duration_s: started.0.elapsed().as_secs_f64(),
             stopped_by_user: false,

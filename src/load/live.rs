@@ -325,7 +325,7 @@ impl Live {
                 .map_or_else(LatencyStats::default, LatencyStats::from_hist)
         };
         Summary {
-            url: self.config.url.to_string(),
+            url: crate::util::redact::url(self.config.url.as_str()),
             started_at: chrono::DateTime::<chrono::Utc>::from(wall_start).to_rfc3339(),
             duration_s: elapsed.as_secs_f64(),
             stopped_by_user: interrupted_by_user,

@@ -206,7 +206,7 @@ impl Plan {
     /// timeout, status 200, `testid=threadloadtest`) for `url`.
     pub fn config_for(url: &str) -> Result<RunConfig, PlanError> {
         let url = parse_http_url(url).map_err(|reason| PlanError::Url {
-            url: url.into(),
+            url: crate::util::redact::url(url),
             reason,
         })?;
         Ok(RunConfig {
@@ -223,7 +223,7 @@ impl Plan {
     /// Validates command-line options.
     pub fn from_opts(opts: &Opts) -> Result<Self, PlanError> {
         let url = parse_http_url(&opts.url).map_err(|reason| PlanError::Url {
-            url: opts.url.clone(),
+            url: crate::util::redact::url(&opts.url),
             reason,
         })?;
         let schedule = Schedule::new(opts.start_rate, opts.time_unit, parse_stages(&opts.stages)?)?;
@@ -241,7 +241,7 @@ impl Plan {
         }
         if let Some(rw) = &opts.remote_write {
             parse_http_url(rw).map_err(|reason| PlanError::RemoteWrite {
-                url: rw.clone(),
+                url: crate::util::redact::url(rw),
                 reason,
             })?;
             if opts.remote_write_interval.is_zero() {
@@ -314,7 +314,7 @@ pub async fn run_plan_with(
         .then(|| tokio::spawn(progress(live.clone(), total, stop.clone())));
 
     tracing::info!(
-        url = %live.config().url,
+        url = %crate::util::redact::url(live.config().url.as_str()),
         iterations = live.expected_iterations(),
         duration = %humantime::format_duration(total),
         "starting load"

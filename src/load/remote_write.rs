@@ -350,7 +350,7 @@ impl RemoteWriter {
             .send()
             .await
             .map_err(|source| RemoteWriteError::Send {
-                url: self.url.to_string(),
+                url: crate::util::redact::url(self.url.as_str()),
                 source,
             })?;
         let status = resp.status();
@@ -359,7 +359,7 @@ impl RemoteWriter {
         }
         let body = resp.text().await.unwrap_or_default();
         Err(RemoteWriteError::Rejected {
-            url: self.url.to_string(),
+            url: crate::util::redact::url(self.url.as_str()),
             status: status.as_u16(),
             body: body.trim().chars().take(300).collect(),
         })

@@ -227,7 +227,12 @@ impl Inner {
     async fn spawn(&self) -> Result<Replica, OrchestratorError> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let instance = format!("{}-{id}", self.cfg.service);
+        let (serve_args, secrets) = super::child_env::split_secrets(&self.cfg.serve_args);
         let mut cmd = Command::new(&self.cfg.program);
+        cmd.envs(secrets);
+        for var in super::child_env::NOT_INHERITED {
+            cmd.env_remove(var);
+        }
         cmd.arg("serve")
             .arg("--listen")
             .arg(self.cfg.listen.to_string())
@@ -236,7 +241,7 @@ impl Inner {
             .arg(&instance)
             .arg("--service")
             .arg(&self.cfg.service)
-            .args(&self.cfg.serve_args)
+            .args(&serve_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -1,6 +1,7 @@
 //! The seam between the scaler and whatever runs the replicas: Docker Swarm through the Engine
 //! API (`swarm`) or child processes on this machine (`local`).
 
+pub mod child_env;
 pub mod local;
 
 use futures::future::BoxFuture;

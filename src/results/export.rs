@@ -134,6 +134,10 @@ pub async fn query_range(
     step: Duration,
 ) -> Result<(Vec<u8>, QueryRangeResponse), String> {
     let url = format!("{}/api/v1/query_range", base.trim_end_matches('/'));
+    let (shown_base, shown_url) = (
+        crate::util::redact::url(base),
+        crate::util::redact::url(&url),
+    );
     let step_s = step.as_secs_f64();
     let resp = client
         .get(&url)
@@ -147,7 +151,7 @@ pub async fn query_range(
         .await
         .map_err(|e| {
             format!(
-                "cannot reach Prometheus at {base} ({}); is it running? check --prometheus",
+                "cannot reach Prometheus at {shown_base} ({}); is it running? check --prometheus",
                 error_chain(&e.without_url())
             )
         })?;
@@ -155,7 +159,7 @@ pub async fn query_range(
     let body = resp
         .bytes()
         .await
-        .map_err(|e| format!("reading the response from {url}: {e}"))?
+        .map_err(|e| format!("reading the response from {shown_url}: {e}"))?
         .to_vec();
     let parsed = parse_response(&body);
     match parsed {

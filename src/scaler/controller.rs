@@ -417,6 +417,7 @@ impl Controller {
             return;
         };
         let url = format!("{}/metrics/job/alertapi", gateway.trim_end_matches('/'));
+        let shown = crate::util::redact::url(&url);
         let body = format!(
             "# TYPE alert_endpoint_call gauge\nalert_endpoint_call {}\n",
             self.metrics.alert_endpoint_call.get()
@@ -425,8 +426,8 @@ impl Controller {
         tokio::spawn(async move {
             match http.put(&url).body(body).send().await {
                 Ok(r) if r.status().is_success() => {}
-                Ok(r) => tracing::warn!("pushing the scale event to {url}: HTTP {}", r.status()),
-                Err(e) => tracing::warn!("pushing the scale event to {url}: {e}"),
+                Ok(r) => tracing::warn!("pushing the scale event to {shown}: HTTP {}", r.status()),
+                Err(e) => tracing::warn!("pushing the scale event to {shown}: {e}"),
             }
         });
     }

@@ -31,6 +31,10 @@ use policy::{PolicyConfig, PolicyKind};
 use crate::util::http_server::ServerLimits;
 use crate::util::parse_duration;
 
+/// The environment variable holding the bearer token (the only place besides --token-file;
+/// never passed on to local replicas).
+pub const TOKEN_ENV: &str = "STARVATION_ALERTAPI_TOKEN";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
     /// Docker Swarm services through the Engine API (unix socket or DOCKER_HOST).
@@ -179,14 +183,11 @@ pub struct Opts {
     #[arg(long, env = "STARVATION_ALERTAPI_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
-    /// The bearer token itself (prefer --token-file; environment only, never logged).
-    #[arg(
-        long,
-        env = "STARVATION_ALERTAPI_TOKEN",
-        hide_env_values = true,
-        hide = true
-    )]
-    pub token: Option<String>,
+    /// Refused: a token on the command line is readable by every user of the machine (`ps`,
+    /// /proc/PID/cmdline). The flag exists only to say so; the token comes from --token-file
+    /// or the environment variable STARVATION_ALERTAPI_TOKEN.
+    #[arg(long = "token", value_name = "TOKEN", hide = true)]
+    pub token_on_command_line: Option<String>,
 
     /// Accept webhooks without a token even on a non-loopback address.
     #[arg(long)]
@@ -249,7 +250,19 @@ impl Opts {
     }
 
     fn token(&self) -> anyhow::Result<Option<String>> {
-        let token = match (&self.token_file, &self.token) {
+        anyhow::ensure!(
+            self.token_on_command_line.is_none(),
+            "--token: a token on the command line is visible to every user of this machine \
+             (ps); put it in a file and pass --token-file FILE, or set {TOKEN_ENV}"
+        );
+        let from_env = match std::env::var(TOKEN_ENV) {
+            Ok(t) => Some(t),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                anyhow::bail!("{TOKEN_ENV} is not valid UTF-8")
+            }
+        };
+        let token = match (&self.token_file, from_env) {
             (Some(path), _) => Some(
                 std::fs::read_to_string(path)
                     .with_context(|| format!("--token-file {}: cannot read it", path.display()))?
@@ -308,7 +321,10 @@ impl Opts {
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https"))
                     .with_context(|| {
-                        format!("--prometheus {raw:?} must be an http(s) URL, e.g. http://prometheus:9090")
+                        format!(
+                            "--prometheus {:?} must be an http(s) URL, e.g. http://prometheus:9090",
+                            crate::util::redact::url(raw)
+                        )
                     })?;
                 anyhow::ensure!(
                     self.query.contains("{service}") || self.allow.len() <= 1,
@@ -364,7 +380,11 @@ impl Opts {
                 let ok = reqwest::Url::parse(url)
                     .map(|u| matches!(u.scheme(), "http" | "https"))
                     .unwrap_or(false);
-                anyhow::ensure!(ok, "{flag} {url:?} must be an http(s) URL, e.g. {example}");
+                let shown = crate::util::redact::url(url);
+                anyhow::ensure!(
+                    ok,
+                    "{flag} {shown:?} must be an http(s) URL, e.g. {example}"
+                );
             }
         }
         Ok(ControllerConfig {

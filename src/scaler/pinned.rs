@@ -67,11 +67,12 @@ impl PinnedAlerts {
             "endsAt": ends.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }]);
         let (url, http) = (self.url.clone(), self.http.clone());
+        let shown = crate::util::redact::url(&url);
         tokio::spawn(async move {
             match http.post(&url).json(&body).send().await {
                 Ok(r) if r.status().is_success() => {}
-                Ok(r) => tracing::warn!("posting {ALERT_NAME} to {url}: HTTP {}", r.status()),
-                Err(e) => tracing::warn!("posting {ALERT_NAME} to {url}: {e}"),
+                Ok(r) => tracing::warn!("posting {ALERT_NAME} to {shown}: HTTP {}", r.status()),
+                Err(e) => tracing::warn!("posting {ALERT_NAME} to {shown}: {e}"),
             }
         });
     }

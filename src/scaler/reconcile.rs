@@ -37,15 +37,16 @@ impl ReconcileConfig {
             .join("api/v1/query")
             .map_err(|e| format!("--prometheus: {e}"))?;
         url.query_pairs_mut().append_pair("query", &query);
+        let shown = crate::util::redact::url(url.as_str());
         let body: serde_json::Value = http
             .get(url.clone())
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("querying {url}: {e}"))?
+            .map_err(|e| format!("querying {shown}: {e}"))?
             .json()
             .await
-            .map_err(|e| format!("querying {url}: unreadable answer: {e}"))?;
+            .map_err(|e| format!("querying {shown}: unreadable answer: {e}"))?;
         parse_value(&body).map_err(|e| format!("{query}: {e}"))
     }
 }

@@ -149,3 +149,4 @@ pub fn push_group_url(gateway: &str, instance: &str, service: &str) -> String {
 }
 
 pub mod http_server;
+pub mod redact;

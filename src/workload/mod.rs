@@ -260,14 +260,15 @@ impl Opts {
         let Some(raw) = &self.pushgateway else {
             return Ok(None);
         };
+        let shown = crate::util::redact::url(raw);
         let url = reqwest::Url::parse(raw).map_err(|e| {
             anyhow::anyhow!(
-                "--pushgateway {raw:?} is not a URL ({e}); expected e.g. http://pushgateway:9091"
+                "--pushgateway {shown:?} is not a URL ({e}); expected e.g. http://pushgateway:9091"
             )
         })?;
         anyhow::ensure!(
             matches!(url.scheme(), "http" | "https") && url.host().is_some(),
-            "--pushgateway {raw:?} must be an http(s) URL with a host, e.g. http://pushgateway:9091"
+            "--pushgateway {shown:?} must be an http(s) URL with a host, e.g. http://pushgateway:9091"
         );
         Ok(Some(raw.trim_end_matches('/').to_owned()))
     }
@@ -428,7 +429,7 @@ impl Server {
                 pusher::Pusher::new(&gateway, &app.instance, &opts.service, opts.push_interval);
             tracing::info!(
                 "pushing gauges to {} every {:?}",
-                pusher.group_url(),
+                crate::util::redact::url(pusher.group_url()),
                 opts.push_interval
             );
             tokio::spawn(pusher.run(app.clone(), stop_pushing.clone()))

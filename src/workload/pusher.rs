@@ -50,9 +50,10 @@ impl Pusher {
                 failures.record(&e);
             }
         }
+        let shown = crate::util::redact::url(&self.group_url);
         match self.delete().await {
-            Ok(()) => tracing::info!("deleted Pushgateway group {}", self.group_url),
-            Err(e) => tracing::warn!("could not delete Pushgateway group {}: {e}", self.group_url),
+            Ok(()) => tracing::info!("deleted Pushgateway group {shown}"),
+            Err(e) => tracing::warn!("could not delete Pushgateway group {shown}: {e}"),
         }
     }
 

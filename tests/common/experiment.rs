@@ -8,10 +8,16 @@ use std::process::{Command, Stdio};
 
 /// `starvation experiment ARGS` with stdout piped, killed on drop.
 pub fn experiment(args: &[&str]) -> Proc {
+    experiment_with_env(args, &[])
+}
+
+/// `starvation experiment ARGS` with `env` set (after `RUST_LOG=warn`, so it may override it).
+pub fn experiment_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
     let child = Command::new(starvation_bin())
         .arg("experiment")
         .args(args)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
