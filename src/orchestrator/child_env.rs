@@ -1,14 +1,8 @@
 //! What a local replica is given besides its arguments: credentials move from its command line
-//! (readable by every user through `ps`) to its environment (readable by its owner alone), and
-//! the scaler's own secrets are not passed on at all.
+//! (readable by every user through `ps`) to its environment (readable by its owner alone). (No
+//! variable of ours is inherited at all: see `LocalOrchestrator`'s spawn.)
 
 use crate::util::redact;
-
-/// Variables of ours a replica must not inherit: the scaler's bearer token has no use there.
-pub const NOT_INHERITED: &[&str] = &[
-    "STARVATION_ALERTAPI_TOKEN",
-    "STARVATION_ALERTAPI_TOKEN_FILE",
-];
 
 /// `serve`'s flags whose value may carry a credential, and the variable `serve` reads instead.
 const VIA_ENV: &[(&str, &str)] = &[

@@ -229,10 +229,16 @@ impl Inner {
         let instance = format!("{}-{id}", self.cfg.service);
         let (serve_args, secrets) = super::child_env::split_secrets(&self.cfg.serve_args);
         let mut cmd = Command::new(&self.cfg.program);
-        cmd.envs(secrets);
-        for var in super::child_env::NOT_INHERITED {
-            cmd.env_remove(var);
+        // A replica's settings are its arguments: none of our STARVATION_* variables reaches
+        // it (a MongoDB URI or the scaler's token in the shell would otherwise change or leak
+        // into every replica without a word). Then the credentials of its arguments come back
+        // as its own variables, out of `ps`'s sight.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("STARVATION_") {
+                cmd.env_remove(key);
+            }
         }
+        cmd.envs(secrets);
         cmd.arg("serve")
             .arg("--listen")
             .arg(self.cfg.listen.to_string())
@@ -245,14 +251,6 @@ impl Inner {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        // A replica's settings are its arguments: none of our STARVATION_* variables reaches
-        // it (a MongoDB URI or a token in the shell would otherwise change or leak into every
-        // replica without a word).
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("STARVATION_") {
-                cmd.env_remove(key);
-            }
-        }
         if let Some(filter) = &self.cfg.log_filter {
             cmd.env("RUST_LOG", filter);
         }
