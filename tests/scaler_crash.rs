@@ -29,17 +29,7 @@ fn counted_queue(instance: &str) -> String {
 
 /// The values of an instant query's series (none: empty).
 async fn query(prometheus: &str, q: &str) -> Vec<f64> {
-    let v: serde_json::Value = reqwest::Client::new()
-        .get(format!("{prometheus}/api/v1/query"))
-        .query(&[("query", q)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["status"], "success", "{q}: {v}");
-    v["data"]["result"]
+    common::prometheus::api_at(prometheus, "/api/v1/query", &[("query", q)]).await["result"]
         .as_array()
         .unwrap()
         .iter()

@@ -74,18 +74,7 @@ pub async fn start_prometheus(native: bool) -> Prometheus {
 impl Prometheus {
     /// `GET path` with `query`; the `data` of a successful answer.
     pub async fn api(&self, path: &str, query: &[(&str, &str)]) -> serde_json::Value {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let v: serde_json::Value = client
-            .get(format!("{}{path}", self.base))
-            .query(query)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(v["status"], "success", "{path} {query:?}: {v}");
-        v["data"].clone()
+        api_at(&self.base, path, query).await
     }
 
     /// Instant query; the single result's value.
@@ -104,6 +93,22 @@ impl Prometheus {
 
 /// The address of the Prometheus a `PrometheusMonitor` started in `dir`, from the config it
 /// generated there (its self-scrape job).
+/// `GET path` with `query` on the Prometheus at `base`; the `data` of a successful answer.
+pub async fn api_at(base: &str, path: &str, query: &[(&str, &str)]) -> serde_json::Value {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let v: serde_json::Value = client
+        .get(format!("{base}{path}"))
+        .query(query)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "success", "{path} {query:?}: {v}");
+    v["data"].clone()
+}
+
 pub fn monitor_prometheus_url(dir: &std::path::Path) -> String {
     let text = std::fs::read_to_string(dir.join("prometheus.yml")).unwrap();
     let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
