@@ -98,7 +98,7 @@ impl Backend for SwarmBackend {
             ];
             // Set first: a failed deploy may still have created part of the stack.
             dep.deployed = true;
-            stack::deploy(&compose, &stack, &env).await?;
+            stack::deploy(compose.path(), &stack, &env).await?;
             run.say(&format!("waiting for stack {stack}"));
             ready::wait_ready(
                 &self.http,

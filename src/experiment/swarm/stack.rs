@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::experiment::Profile;
 use crate::results::runmeta::Role;
@@ -206,16 +206,20 @@ pub(super) fn stack_for_run(
     Ok(doc)
 }
 
-/// Write the run's stack (compose file, Prometheus, `rules`, Alertmanager) into `dir`.
+/// Write the run's stack (compose file, Prometheus, `rules`, Alertmanager) into `dir`. The
+/// returned compose file is the one to deploy: a private temporary file (mode 0600, removed
+/// when dropped), since the workload's command holds the profile's `serve_args` as given
+/// (a MongoDB URI with its password). The record kept in `dir/docker-compose.yml` has them
+/// redacted.
 pub(super) fn write_stack(
     profile: &Profile,
     rules: &str,
     role: Role,
     dir: &Path,
     ipvs: bool,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<tempfile::NamedTempFile> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let doc = stack_for_run(profile, role, dir, ipvs)?;
+    let mut doc = stack_for_run(profile, role, dir, ipvs)?;
     for (file, text) in [
         ("prometheus.yml", PROMETHEUS_YML),
         ("alert_rules.yml", rules),
@@ -223,9 +227,28 @@ pub(super) fn write_stack(
     ] {
         std::fs::write(dir.join(file), text)?;
     }
-    let compose = dir.join("docker-compose.yml");
-    std::fs::write(&compose, serde_norway::to_string(&doc)?)?;
-    Ok(compose)
+    let mut deployed = tempfile::Builder::new()
+        .prefix(".docker-compose-")
+        .suffix(".yml")
+        .tempfile_in(dir)?;
+    std::io::Write::write_all(&mut deployed, serde_norway::to_string(&doc)?.as_bytes())?;
+    redact_command(&mut doc["services"]["webserver"]["command"]);
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        serde_norway::to_string(&doc)?,
+    )?;
+    Ok(deployed)
+}
+
+/// A service's `command` list with its secrets redacted.
+fn redact_command(command: &mut Value) {
+    if let Some(list) = command.as_array() {
+        let args: Vec<String> = list
+            .iter()
+            .map(|a| a.as_str().unwrap_or_default().to_owned())
+            .collect();
+        *command = json!(crate::util::redact::args(&args));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -391,26 +414,38 @@ mod tests {
     }
 
     #[test]
-    fn the_run_folder_gets_the_stack_and_the_given_rules() {
+    fn the_run_folder_gets_the_stack_and_the_given_rules_and_no_secret() {
         let dir = tempfile::tempdir().unwrap();
         let stack = dir.path().join("stack");
-        let compose = write_stack(
-            &Profile::quick(),
-            "groups: []\n",
-            Role::Baseline,
-            &stack,
-            true,
-        )
-        .unwrap();
-        assert_eq!(compose, stack.join("docker-compose.yml"));
+        let mut profile = Profile::quick();
+        profile.serve_args = ["--mongodb-uri", "mongodb://admin:pw-PLANTED@db:27017"]
+            .map(String::from)
+            .to_vec();
+        let compose = write_stack(&profile, "groups: []\n", Role::Baseline, &stack, true).unwrap();
         let rules = std::fs::read_to_string(stack.join("alert_rules.yml")).unwrap();
         assert_eq!(rules, "groups: []\n");
-        let doc: Value =
-            serde_norway::from_str(&std::fs::read_to_string(&compose).unwrap()).unwrap();
+        let deployed = std::fs::read_to_string(compose.path()).unwrap();
+        assert!(
+            deployed.contains("pw-PLANTED"),
+            "the deployed stack has the real value"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(compose.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the deployed stack is private: {mode:o}");
+        let record = std::fs::read_to_string(stack.join("docker-compose.yml")).unwrap();
+        assert!(!record.contains("pw-PLANTED"), "{record}");
+        assert!(record.contains("mongodb://admin:***@db:27017"), "{record}");
+        let doc: Value = serde_norway::from_str(&record).unwrap();
         assert_eq!(
             doc["configs"]["prometheus_yml"]["file"],
             stack.join("prometheus.yml").display().to_string()
         );
         assert!(stack.join("alertmanager.yml").is_file());
+        let path = compose.path().to_path_buf();
+        drop(compose);
+        assert!(!path.exists(), "the deployed stack is removed after use");
     }
 }
