@@ -173,3 +173,39 @@ fn config_names_are_versioned_and_the_overlay_is_encrypted() {
     assert_eq!(net["driver"], "overlay");
     assert_eq!(net["driver_opts"]["encrypted"], "");
 }
+
+/// Issue 26.4: the Pushgateway takes any push and the alert rules read the queue from it, so it
+/// is reachable only from what must push or scrape: it sits on the `push` network alone, which
+/// only the replicas, the scaler and Prometheus join and which no standalone container can
+/// attach to; nothing publishes it, not even the experiment's opt-in on the manager.
+#[test]
+fn only_the_replicas_the_scaler_and_prometheus_reach_the_pushgateway() {
+    let stack = yaml("docker-compose.yml");
+    let services = stack["services"].as_object().unwrap();
+    let mut on_push: Vec<&str> = services
+        .iter()
+        .filter(|(_, svc)| {
+            svc["networks"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n == "push"))
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    on_push.sort();
+    assert_eq!(
+        on_push,
+        ["alertapi", "prometheus", "pushgateway", "webserver"]
+    );
+    assert_eq!(
+        services["pushgateway"]["networks"],
+        serde_json::json!(["push"])
+    );
+    let push = &stack["networks"]["push"];
+    assert_eq!(push["driver"], "overlay");
+    assert_eq!(push["attachable"], false);
+    assert_eq!(push["driver_opts"]["encrypted"], "");
+
+    let mut run = stack.clone();
+    starvation::experiment::swarm::publish_on_manager(&mut run).unwrap();
+    assert!(run["services"]["pushgateway"].get("ports").is_none());
+}

@@ -276,7 +276,6 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
     for (what, url) in [
         ("prometheus", "http://127.0.0.1:9090/-/ready"),
         ("alertmanager", "http://127.0.0.1:9093/-/ready"),
-        ("pushgateway", "http://127.0.0.1:9091/-/ready"),
         ("alertapi", "http://127.0.0.1:5001/healthz"),
     ] {
         wait_for(what, Duration::from_secs(120), async || {

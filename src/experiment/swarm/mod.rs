@@ -20,8 +20,8 @@ use crate::monitor::remote::RemotePrometheus;
 use engine::Engine;
 pub use run::SwarmBackend;
 pub use stack::{
-    ALERTMANAGER_PORT, IMAGES, PROMETHEUS_PORT, PUSHGATEWAY_PORT, SCALER_PORT, SECRET,
-    kernel_has_ipvs, publish_on_manager, use_dnsrr,
+    ALERTMANAGER_PORT, IMAGES, PROMETHEUS_PORT, SCALER_PORT, SECRET, kernel_has_ipvs,
+    publish_on_manager, use_dnsrr,
 };
 
 /// The swarm backend's flags. Saved in `experiment.json`; on `--resume` a flag given again
@@ -34,8 +34,8 @@ pub struct SwarmOpts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// --backend swarm: the host at which this machine reaches the ports a run's stack
-    /// publishes on the manager (Prometheus 9090, Pushgateway 9091, Alertmanager 9093, scaler
-    /// 5001; host mode, an opt-in of the experiment's stack only). Default 127.0.0.1 (this
+    /// publishes on the manager (Prometheus 9090, Alertmanager 9093, scaler 5001; host mode, an
+    /// opt-in of the experiment's stack only; the Pushgateway never). Default 127.0.0.1 (this
     /// machine is the manager).
     #[arg(
         long = "swarm-host",

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::SwarmOpts;
-use super::stack::{ALERTMANAGER_PORT, PROMETHEUS_PORT, PUSHGATEWAY_PORT, SCALER_PORT};
+use super::stack::{ALERTMANAGER_PORT, PROMETHEUS_PORT, SCALER_PORT};
 
 /// How long a deployment may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
@@ -57,8 +57,9 @@ fn hint(stack: &str, svc: &str) -> String {
     format!("the stack's {svc} (see `docker service ps {stack}_{svc} --no-trunc`)")
 }
 
-/// Until the stack answers: Prometheus, Pushgateway, Alertmanager, every replica's gauges and
-/// node-exporter in Prometheus.
+/// Until the stack answers: Prometheus, Alertmanager, every replica's gauges (through the
+/// Pushgateway, which only the replicas, the scaler and Prometheus reach) and node-exporter in
+/// Prometheus.
 pub(super) async fn wait_ready(
     http: &reqwest::Client,
     opts: &SwarmOpts,
@@ -69,7 +70,6 @@ pub(super) async fn wait_ready(
     let hint = |svc: &str| hint(stack, svc);
     let endpoints = [
         ("prometheus", opts.url(PROMETHEUS_PORT) + "/-/ready"),
-        ("pushgateway", opts.url(PUSHGATEWAY_PORT) + "/-/ready"),
         ("alertmanager", opts.url(ALERTMANAGER_PORT) + "/-/ready"),
     ];
     for (svc, url) in endpoints {

@@ -16,7 +16,6 @@ const ALERTMANAGER_YML: &str = include_str!("../../../deploy/alertmanager/alertm
 /// Ports a run's stack publishes on the manager ([`publish_on_manager`]; deploy/'s stack file
 /// publishes none of them).
 pub const PROMETHEUS_PORT: u16 = 9090;
-pub const PUSHGATEWAY_PORT: u16 = 9091;
 pub const ALERTMANAGER_PORT: u16 = 9093;
 pub const SCALER_PORT: u16 = 5001;
 
@@ -94,8 +93,8 @@ pub fn use_dnsrr(doc: &mut Value) -> anyhow::Result<()> {
 }
 
 /// The explicit opt-in the experiment (and the stack's end-to-end test) needs to read the stack
-/// from this machine: Prometheus, the Pushgateway, Alertmanager and the scaler (if deployed)
-/// published in host mode on the node that runs them (the manager: `MASTER_ROLE`). Swarm
+/// from this machine: Prometheus, Alertmanager and the scaler (if deployed) published in host
+/// mode on the node that runs them (the manager: `MASTER_ROLE`). Swarm
 /// cannot bind a published port to one address (`host_ip` is refused: its port config has no
 /// such field), so they listen on every address of that node: keep them behind its firewall.
 pub fn publish_on_manager(doc: &mut Value) -> anyhow::Result<()> {
@@ -104,7 +103,6 @@ pub fn publish_on_manager(doc: &mut Value) -> anyhow::Result<()> {
         .context("the stack file has no services")?;
     for (name, port) in [
         ("prometheus", PROMETHEUS_PORT),
-        ("pushgateway", PUSHGATEWAY_PORT),
         ("alertmanager", ALERTMANAGER_PORT),
         ("alertapi", SCALER_PORT),
     ] {
@@ -327,12 +325,7 @@ mod tests {
             let run = stack_for_run(&Profile::quick(), Role::Scaled, dir, ipvs).unwrap();
             let mut ports = host_ports(&run);
             ports.sort();
-            let mut want = vec![
-                SCALER_PORT,
-                PROMETHEUS_PORT,
-                PUSHGATEWAY_PORT,
-                ALERTMANAGER_PORT,
-            ];
+            let mut want = vec![SCALER_PORT, PROMETHEUS_PORT, ALERTMANAGER_PORT];
             if ipvs {
                 want.push(5000);
             }
@@ -353,12 +346,7 @@ mod tests {
         use_dnsrr(&mut doc).unwrap();
         let mut ports = host_ports(&doc);
         ports.sort();
-        let mut want = vec![
-            SCALER_PORT,
-            PROMETHEUS_PORT,
-            PUSHGATEWAY_PORT,
-            ALERTMANAGER_PORT,
-        ];
+        let mut want = vec![SCALER_PORT, PROMETHEUS_PORT, ALERTMANAGER_PORT];
         want.sort();
         assert_eq!(ports, want);
         assert_eq!(doc["services"]["alertapi"]["ports"][0]["mode"], "host");
