@@ -20,8 +20,8 @@ use crate::monitor::remote::RemotePrometheus;
 use engine::Engine;
 pub use run::SwarmBackend;
 pub use stack::{
-    ALERTMANAGER_PORT, IMAGES, PROMETHEUS_PORT, SCALER_PORT, SECRET, kernel_has_ipvs,
-    publish_on_manager, use_dnsrr,
+    ALERTMANAGER_PORT, IMAGES, Kernel, PROMETHEUS_PORT, SCALER_PORT, SECRET, kernel_has_esp,
+    kernel_has_ipvs, publish_on_manager, use_dnsrr,
 };
 
 /// The swarm backend's flags. Saved in `experiment.json`; on `--resume` a flag given again
@@ -93,7 +93,7 @@ pub async fn preflight(opts: &SwarmOpts) -> anyhow::Result<()> {
             opts.tag()
         );
     }
-    let mut doc = stack::stack_doc(kernel_has_ipvs())?;
+    let mut doc = stack::stack_doc(Kernel::detect())?;
     publish_on_manager(&mut doc)?;
     let busy: Vec<String> = stack::host_ports(&doc)
         .into_iter()

@@ -86,9 +86,20 @@ impl Backend for SwarmBackend {
             let master_role = dep.place().await?;
             dep.ensure_secret().await?;
             let p = run.profile();
-            let ipvs = stack::kernel_has_ipvs();
-            let compose =
-                stack::write_stack(p, &run.state.rules, run.role, &run.dir.join("stack"), ipvs)?;
+            let kernel = stack::Kernel::detect();
+            if !kernel.esp {
+                run.say(
+                    "this kernel has no IPsec ESP with AES-GCM (CONFIG_INET_ESP, CONFIG_CRYPTO_GCM): \
+                     the run's overlay networks are not encrypted",
+                );
+            }
+            let compose = stack::write_stack(
+                p,
+                &run.state.rules,
+                run.role,
+                &run.dir.join("stack"),
+                kernel,
+            )?;
             let env = [
                 ("TAG", self.opts.tag()),
                 ("STACK_NAME", &stack),

@@ -33,6 +33,69 @@ pub const IMAGES: [&str; 5] = [
 /// The docker CLI, for stacks only.
 const CLI: &str = "docker";
 
+/// What the local kernel (the node's, for a machine that is its own manager) can do for a
+/// stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernel {
+    /// IPVS, for the routing mesh and service VIPs ([`kernel_has_ipvs`]).
+    pub ipvs: bool,
+    /// IPsec ESP with AES-GCM, for `encrypted` overlays ([`kernel_has_esp`]).
+    pub esp: bool,
+}
+
+impl Kernel {
+    pub fn detect() -> Kernel {
+        Kernel {
+            ipvs: kernel_has_ipvs(),
+            esp: kernel_has_esp(),
+        }
+    }
+}
+
+/// Docker encrypts an overlay with ESP and `rfc4106(gcm(aes))`. A kernel built without them
+/// (`/proc/config.gz` says `# CONFIG_INET_ESP is not set` or `# CONFIG_CRYPTO_GCM is not set`,
+/// as on the development VMs) creates the network without error but drops every packet
+/// between nodes (dockerd: "Failed Adding rSA…: function not implemented"). Without a
+/// readable config the kernel is taken to have them.
+pub fn kernel_has_esp() -> bool {
+    use std::io::Read;
+    let Ok(file) = std::fs::File::open("/proc/config.gz") else {
+        return true;
+    };
+    let mut config = String::new();
+    if flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut config)
+        .is_err()
+    {
+        return true;
+    }
+    esp_in_config(&config)
+}
+
+fn esp_in_config(config: &str) -> bool {
+    let has = |key: &str| {
+        config
+            .lines()
+            .any(|l| l == format!("{key}=y") || l == format!("{key}=m"))
+    };
+    has("CONFIG_INET_ESP") && has("CONFIG_CRYPTO_GCM")
+}
+
+/// The stack for a kernel without ESP: its overlays unencrypted (else no traffic would cross
+/// nodes at all).
+pub fn use_plain_overlays(doc: &mut Value) {
+    if let Some(nets) = doc["networks"].as_object_mut() {
+        for net in nets.values_mut() {
+            if let Some(opts) = net["driver_opts"].as_object_mut() {
+                opts.remove("encrypted");
+                if opts.is_empty() {
+                    net.as_object_mut().map(|n| n.remove("driver_opts"));
+                }
+            }
+        }
+    }
+}
+
 /// Swarm's routing mesh and its service VIPs are IPVS: without the kernel's `ip_vs` module
 /// (`/proc/net/ip_vs` missing and `modprobe ip_vs` failing) published ports and VIPs silently
 /// do not answer.
@@ -119,10 +182,13 @@ pub fn publish_on_manager(doc: &mut Value) -> anyhow::Result<()> {
 
 /// The embedded stack file (Grafana is an opt-in file of its own), in the variant this kernel
 /// can run.
-pub(super) fn stack_doc(ipvs: bool) -> anyhow::Result<Value> {
+pub(super) fn stack_doc(kernel: Kernel) -> anyhow::Result<Value> {
     let mut doc: Value = serde_norway::from_str(COMPOSE).context("the embedded stack file")?;
-    if !ipvs {
+    if !kernel.ipvs {
         use_dnsrr(&mut doc)?;
+    }
+    if !kernel.esp {
+        use_plain_overlays(&mut doc);
     }
     Ok(doc)
 }
@@ -147,9 +213,9 @@ pub(super) fn stack_for_run(
     p: &Profile,
     role: Role,
     dir: &Path,
-    ipvs: bool,
+    kernel: Kernel,
 ) -> anyhow::Result<Value> {
-    let mut doc = stack_doc(ipvs)?;
+    let mut doc = stack_doc(kernel)?;
     let svc = &mut doc["services"];
     let mut serve: Vec<String> = [
         "serve",
@@ -214,10 +280,10 @@ pub(super) fn write_stack(
     rules: &str,
     role: Role,
     dir: &Path,
-    ipvs: bool,
+    kernel: Kernel,
 ) -> anyhow::Result<tempfile::NamedTempFile> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut doc = stack_for_run(profile, role, dir, ipvs)?;
+    let mut doc = stack_for_run(profile, role, dir, kernel)?;
     for (file, text) in [
         ("prometheus.yml", PROMETHEUS_YML),
         ("alert_rules.yml", rules),
@@ -315,14 +381,51 @@ pub async fn remove(stack: &str) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    const ALL: Kernel = Kernel {
+        ipvs: true,
+        esp: true,
+    };
+    const NO_IPVS: Kernel = Kernel {
+        ipvs: false,
+        esp: true,
+    };
+
+    /// This VM's kernel: no ESP, so a run's overlays go unencrypted (else no packet would cross
+    /// nodes); with ESP they stay encrypted.
+    #[test]
+    fn overlays_are_encrypted_only_where_the_kernel_can() {
+        let vm = "# CONFIG_INET_ESP is not set\n# CONFIG_CRYPTO_GCM is not set\nCONFIG_XFRM=y\n";
+        assert!(!esp_in_config(vm));
+        assert!(esp_in_config("CONFIG_INET_ESP=m\nCONFIG_CRYPTO_GCM=y\n"));
+        let with = stack_doc(ALL).unwrap();
+        assert_eq!(
+            with["networks"]["starvation"]["driver_opts"]["encrypted"],
+            ""
+        );
+        assert_eq!(with["networks"]["push"]["driver_opts"]["encrypted"], "");
+        let without = stack_doc(Kernel {
+            ipvs: true,
+            esp: false,
+        })
+        .unwrap();
+        for net in ["starvation", "push"] {
+            assert!(
+                without["networks"][net].get("driver_opts").is_none(),
+                "{net}"
+            );
+            assert_eq!(without["networks"][net]["driver"], "overlay");
+        }
+    }
+
     #[test]
     fn runs_publish_the_monitoring_the_runner_reads_and_the_file_does_not() {
         // deploy/'s file publishes only the workload (through the routing mesh, with IPVS).
-        assert_eq!(host_ports(&stack_doc(true).unwrap()), [5000]);
-        assert!(host_ports(&stack_doc(false).unwrap()).is_empty());
+        assert_eq!(host_ports(&stack_doc(ALL).unwrap()), [5000]);
+        assert!(host_ports(&stack_doc(NO_IPVS).unwrap()).is_empty());
         let dir = Path::new("/x/stack");
         for ipvs in [false, true] {
-            let run = stack_for_run(&Profile::quick(), Role::Scaled, dir, ipvs).unwrap();
+            let kernel = Kernel { ipvs, esp: true };
+            let run = stack_for_run(&Profile::quick(), Role::Scaled, dir, kernel).unwrap();
             let mut ports = host_ports(&run);
             ports.sort();
             let mut want = vec![SCALER_PORT, PROMETHEUS_PORT, ALERTMANAGER_PORT];
@@ -333,7 +436,7 @@ mod tests {
             assert_eq!(ports, want, "ipvs {ipvs}");
             assert_eq!(run["services"]["prometheus"]["ports"][0]["mode"], "host");
         }
-        let baseline = stack_for_run(&Profile::quick(), Role::Baseline, dir, false).unwrap();
+        let baseline = stack_for_run(&Profile::quick(), Role::Baseline, dir, NO_IPVS).unwrap();
         assert!(!host_ports(&baseline).contains(&SCALER_PORT));
     }
 
@@ -356,7 +459,7 @@ mod tests {
     fn runs_get_the_profile_and_the_scaler_only_when_scaled() {
         let dir = Path::new("/x/stack");
         let p = Profile::quick();
-        let scaled = stack_for_run(&p, Role::Scaled, dir, false).unwrap();
+        let scaled = stack_for_run(&p, Role::Scaled, dir, NO_IPVS).unwrap();
         let web = &scaled["services"]["webserver"];
         let cmd: Vec<&str> = web["command"]
             .as_array()
@@ -397,7 +500,7 @@ mod tests {
             "{}",
             scaled["configs"]
         );
-        let baseline = stack_for_run(&p, Role::Baseline, dir, false).unwrap();
+        let baseline = stack_for_run(&p, Role::Baseline, dir, NO_IPVS).unwrap();
         assert!(baseline["services"].get("alertapi").is_none());
     }
 
@@ -409,7 +512,7 @@ mod tests {
         profile.serve_args = ["--mongodb-uri", "mongodb://admin:pw-PLANTED@db:27017"]
             .map(String::from)
             .to_vec();
-        let compose = write_stack(&profile, "groups: []\n", Role::Baseline, &stack, true).unwrap();
+        let compose = write_stack(&profile, "groups: []\n", Role::Baseline, &stack, ALL).unwrap();
         let rules = std::fs::read_to_string(stack.join("alert_rules.yml")).unwrap();
         assert_eq!(rules, "groups: []\n");
         let deployed = std::fs::read_to_string(compose.path()).unwrap();
