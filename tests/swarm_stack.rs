@@ -495,12 +495,39 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
     assert!(left.is_empty(), "docker stack rm left {left:?}");
 }
 
-/// The alert rules' signal for one service, per replica: the queue of the replicas whose last
-/// push is under 5 s old (`deploy/prometheus/alert_rules.yml`, before its `sum`).
-fn counted_queue(service: &str) -> String {
-    format!(
-        r#"system_runtime_threadpool_queue_length{{job="webserver",service="{service}"}} and on (instance, service) (push_time_seconds{{job="webserver"}} > time() - 5)"#
-    )
+/// The alert rules' signal per replica, as the stack's Prometheus loaded it: the
+/// ThreadPoolSpike rule's query (`sum by (service) (SIGNAL) > 40`, from `/api/v1/rules`) with
+/// its threshold and sum taken off, so the test evaluates exactly what the deployed rule sums
+/// (with `deploy/prometheus/alert_rules.yml`: the queue of the replicas whose last push is under
+/// 5 s old).
+async fn rules_signal_per_replica() -> String {
+    use promql_parser::parser::{self, Expr};
+    let rules = get_json("http://127.0.0.1:9090/api/v1/rules")
+        .await
+        .expect("Prometheus' rules");
+    let query = rules["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .find(|r| r["name"] == "ThreadPoolSpike")
+        .and_then(|r| r["query"].as_str())
+        .unwrap_or_else(|| panic!("no ThreadPoolSpike rule loaded: {rules}"))
+        .to_owned();
+    let unparen = |mut e: Expr| {
+        while let Expr::Paren(p) = e {
+            e = *p.expr;
+        }
+        e
+    };
+    let e = parser::parse(&query).unwrap_or_else(|e| panic!("{query}: {e}"));
+    let Expr::Binary(threshold) = unparen(e) else {
+        panic!("ThreadPoolSpike is not `sum by (service) (...) > N`: {query}")
+    };
+    let Expr::Aggregate(sum) = unparen(*threshold.lhs) else {
+        panic!("ThreadPoolSpike is not `sum by (service) (...) > N`: {query}")
+    };
+    unparen(*sum.expr).to_string()
 }
 
 /// An instant query's series as instance → value; `None` when Prometheus did not answer, which
@@ -634,7 +661,9 @@ async fn a_killed_starved_task_stops_counting(
     token: Option<&str>,
     cleanup: &mut Cleanup,
 ) {
-    let counted = counted_queue(service);
+    let phase = Instant::now();
+    let counted = rules_signal_per_replica().await;
+    eprintln!("kill phase: the rules' signal per replica: {counted}");
     let firing_expr = format!(
         "ALERTS{{alertstate=\"firing\",alertname=~\"ThreadPool.*\",service=\"{service}\"}}"
     );
@@ -793,6 +822,7 @@ async fn a_killed_starved_task_stops_counting(
         secs(resolved),
     );
 
+    eprintln!("kill phase: {:.0} s in all", phase.elapsed().as_secs_f64());
     // (1) Its gauges stop counting within 10 s, and never count again.
     let gone = gone.expect("the killed task's gauges still counted 60 s after the kill");
     assert!(
