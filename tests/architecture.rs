@@ -10,6 +10,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("child", &[]),
     ("probe", &[]),
     ("workload", &["util"]),
+    ("dotnet", &["util"]),
     ("load", &["util"]),
     ("results", &["util"]),
     ("orchestrator", &["child", "util"]),
@@ -19,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "experiment",
         &[
+            "dotnet",
             "figures",
             "load",
             "monitor",

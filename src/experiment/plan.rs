@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 
-use super::{BackendKind, LoadKind, MonitorKind, Opts, Profile, STATE_FILE, swarm};
+use super::{BackendKind, LoadKind, MonitorKind, Opts, Profile, STATE_FILE, WorkloadKind, swarm};
 use crate::monitor;
 
 /// The experiment's plan, saved in `experiment.json`.
@@ -27,6 +27,14 @@ pub struct State {
     pub swarm: swarm::SwarmOpts,
     #[serde(default)]
     pub load: LoadKind,
+    #[serde(default)]
+    pub workload: WorkloadKind,
+    /// Where the .NET runtime is (`--workload dotnet`).
+    #[serde(default)]
+    pub dotnet: crate::dotnet::RuntimeOpts,
+    /// `--workload dotnet`: the Microsoft.NETCore.App version found when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dotnet_runtime: Option<String>,
 }
 
 const STATE_FORMAT: &str = "starvation-experiment/1";
@@ -44,6 +52,33 @@ fn monitor_kind_for(
              Prometheus; drop --monitor (or say --monitor prometheus)"
         ),
     }
+}
+
+/// Refuses a workload that cannot run here, before anything starts; with `dotnet`, finds the
+/// runtime and builds the service (or says what to install) and returns the runtime's version.
+fn check_workload(
+    workload: WorkloadKind,
+    backend: BackendKind,
+    dotnet: &crate::dotnet::RuntimeOpts,
+    profile: &Profile,
+) -> anyhow::Result<Option<String>> {
+    if workload == WorkloadKind::Model {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        backend == BackendKind::Local,
+        "--workload dotnet --backend swarm: the .NET workload runs on the local backend only; \
+         drop --backend swarm (see docs/dotnet.md)"
+    );
+    if !profile.serve_args.is_empty() {
+        eprintln!(
+            "note: --workload dotnet: the profile's serve_args ({}) tune the model's pool and are \
+             not given to the .NET replicas (the runtime has its own pool)",
+            crate::util::redact::args(&profile.serve_args).join(" ")
+        );
+    }
+    let sut = crate::dotnet::Sut::prepare(dotnet.dotnet_root.as_deref())?;
+    Ok(Some(sut.runtime.version))
 }
 
 /// Refuses a load generator that cannot run here, before anything starts.
@@ -111,6 +146,8 @@ pub(super) async fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
     let monitor_kind = monitor_kind_for(backend, opts.monitor)?;
     let load = opts.load.unwrap_or_default();
     check_load(load, backend, &profile)?;
+    let workload = opts.workload.unwrap_or_default();
+    let dotnet_runtime = check_workload(workload, backend, &opts.dotnet, &profile)?;
     // Refuse what cannot run before anything starts: rules the embedded monitor cannot
     // evaluate, missing Prometheus binaries, no Swarm.
     match (backend, monitor_kind) {
@@ -149,6 +186,9 @@ pub(super) async fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
         monitor: monitor_kind,
         swarm: opts.swarm.clone(),
         load,
+        workload,
+        dotnet: opts.dotnet.clone(),
+        dotnet_runtime,
     };
     std::fs::create_dir_all(&out)
         .with_context(|| format!("--out {}: cannot create it", out.display()))?;
@@ -201,16 +241,30 @@ async fn resume_state(opts: &Opts, out: &Path) -> anyhow::Result<State> {
     if opts.backend.is_some_and(|b| b != st.backend)
         || opts.monitor.is_some_and(|m| m != st.monitor)
         || opts.load.is_some_and(|l| l != st.load)
+        || opts.workload.is_some_and(|w| w != st.workload)
     {
         anyhow::bail!(
-            "--resume: this experiment started with --backend {} --monitor {} --load {}; drop \
-             --backend/--monitor/--load to continue it, or start a new experiment",
+            "--resume: this experiment started with --backend {} --monitor {} --load {} \
+             --workload {}; drop --backend/--monitor/--load/--workload to continue it, or start \
+             a new experiment",
             st.backend.as_str(),
             st.monitor.as_str(),
-            st.load.as_str()
+            st.load.as_str(),
+            st.workload.as_str()
         );
     }
     check_load(st.load, st.backend, &st.profile)?;
+    if opts.dotnet.dotnet_root.is_some() {
+        st.dotnet = opts.dotnet.clone();
+    }
+    let runtime = check_workload(st.workload, st.backend, &st.dotnet, &st.profile)?;
+    anyhow::ensure!(
+        runtime == st.dotnet_runtime,
+        "--resume: this experiment's replicas ran on .NET {}, this runtime is {}; give \
+         --dotnet-root of the first, or start a new experiment",
+        st.dotnet_runtime.as_deref().unwrap_or("-"),
+        runtime.as_deref().unwrap_or("-")
+    );
     if st.monitor == MonitorKind::Embedded {
         monitor::parse_rules(&st.rules)?;
     }

@@ -49,6 +49,10 @@ pub struct Profile {
     /// redacted (`crate::util::redact`), so `--resume` needs such a profile given again.
     #[serde(default, serialize_with = "serialize_redacted")]
     pub serve_args: Vec<String>,
+    /// `--workload dotnet`: the processors the .NET runtime sees (`DOTNET_PROCESSOR_COUNT`),
+    /// hence its pool's minimum threads; the paper's worker had one vCPU.
+    #[serde(default = "one_u32")]
+    pub dotnet_processors: u32,
     /// Alert rule file to evaluate instead of the embedded `deploy/prometheus/alert_rules.yml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<std::path::PathBuf>,
@@ -122,6 +126,7 @@ impl Profile {
             pre_allocated_vus: 50,
             max_vus: 1000,
             serve_args: paper_pool_args(),
+            dotnet_processors: 1,
             rules: None,
         }
     }
@@ -223,6 +228,11 @@ impl Profile {
         })?;
         anyhow::ensure!(self.min_threads >= 1, "min_threads must be at least 1");
         anyhow::ensure!(
+            (1..=1024).contains(&self.dotnet_processors),
+            "dotnet_processors = {}: between 1 and 1024 (the paper's worker had 1)",
+            self.dotnet_processors
+        );
+        anyhow::ensure!(
             self.initial_replicas >= 1,
             "initial_replicas must be at least 1"
         );
@@ -260,6 +270,17 @@ impl Profile {
         }
         args.extend(self.serve_args.iter().cloned());
         args
+    }
+
+    /// The arguments of a .NET replica (`--workload dotnet`): the blocking time and minimum
+    /// threads; `serve_args` are the model's and do not apply (the runtime has its own pool).
+    pub fn dotnet_args(&self) -> Vec<String> {
+        vec![
+            "--block-ms".to_string(),
+            self.block_ms.to_string(),
+            "--min-threads".into(),
+            self.min_threads.to_string(),
+        ]
     }
 
     /// The replicas' store: `--store` in `serve_args`, else mongodb with `--mongodb-uri`.

@@ -253,8 +253,11 @@ pub struct RunRecord {
     pub summary: crate::load::Summary,
     pub scale_events: Vec<ScaleEvent>,
     pub placement: Option<Placement>,
-    /// The replicas' store (`sqlite`, `mongodb`).
+    /// The replicas' store (`sqlite`, `mongodb`, `none`).
     pub store: String,
+    /// What the replicas ran (`model`, `dotnet`) and, for .NET, the runtime's version.
+    pub workload: String,
+    pub runtime: Option<String>,
 }
 
 impl RunRecord {
@@ -324,7 +327,16 @@ impl RunRecord {
             summary: c.load.summary,
             scale_events,
             placement: c.placement,
-            store: run.profile().store_kind().as_str().into(),
+            store: match run.state.workload {
+                super::WorkloadKind::Model => run.profile().store_kind().as_str().into(),
+                super::WorkloadKind::Dotnet => "none".into(),
+            },
+            workload: run.state.workload.as_str().into(),
+            runtime: run
+                .state
+                .dotnet_runtime
+                .as_ref()
+                .map(|v| format!("Microsoft.NETCore.App {v}")),
         }
     }
 }
@@ -375,6 +387,8 @@ pub fn write_run(dir: &Path, rec: RunRecord) -> anyhow::Result<()> {
     meta.scale_events = rec.scale_events;
     meta.placement = rec.placement;
     meta.store = Some(rec.store);
+    meta.workload = Some(rec.workload);
+    meta.runtime = rec.runtime;
     meta.write(dir)?;
     Ok(())
 }

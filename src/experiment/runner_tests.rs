@@ -188,6 +188,9 @@ fn state() -> State {
         monitor: super::super::MonitorKind::Embedded,
         swarm: Default::default(),
         load: Default::default(),
+        workload: Default::default(),
+        dotnet: Default::default(),
+        dotnet_runtime: None,
     }
 }
 

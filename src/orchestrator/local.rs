@@ -27,8 +27,9 @@ use super::{BoundsOverride, Orchestrator, OrchestratorError, ServiceStatus};
 pub struct LocalConfig {
     /// The service name the scaler addresses (e.g. `webserver`).
     pub service: String,
-    /// The `starvation` executable (normally `std::env::current_exe()`).
-    pub program: PathBuf,
+    /// What a replica runs: `starvation serve` (normally `std::env::current_exe()`), or the
+    /// .NET workload on its runtime.
+    pub program: ReplicaProgram,
     /// The address every replica listens on (shared with `--reuse-port`).
     pub listen: std::net::SocketAddr,
     /// Further `serve` arguments for every replica (e.g. `--block-ms 2000`). These are
@@ -39,6 +40,46 @@ pub struct LocalConfig {
     pub stop_timeout: Duration,
     /// `RUST_LOG` for the replicas (their logs go to our stderr); `None` inherits ours.
     pub log_filter: Option<String>,
+}
+
+/// The program of a replica, before the arguments every replica gets (`--listen ADDR
+/// --reuse-port --instance NAME --service NAME`, then `serve_args`), which it must take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaProgram {
+    pub path: PathBuf,
+    /// Arguments before those (`serve` for the starvation executable).
+    pub lead_args: Vec<String>,
+    /// Variables set for it (after none of ours, `STARVATION_*` or `DOTNET_*`, was inherited).
+    pub env: Vec<(String, String)>,
+}
+
+impl ReplicaProgram {
+    /// `path serve ...`: the model replica of the `starvation` executable at `path`.
+    pub fn serve(path: impl Into<PathBuf>) -> ReplicaProgram {
+        ReplicaProgram {
+            path: path.into(),
+            lead_args: vec!["serve".into()],
+            env: Vec::new(),
+        }
+    }
+}
+
+impl From<PathBuf> for ReplicaProgram {
+    fn from(path: PathBuf) -> Self {
+        ReplicaProgram::serve(path)
+    }
+}
+
+impl From<&str> for ReplicaProgram {
+    fn from(path: &str) -> Self {
+        ReplicaProgram::serve(path)
+    }
+}
+
+impl From<String> for ReplicaProgram {
+    fn from(path: String) -> Self {
+        ReplicaProgram::serve(path)
+    }
 }
 
 impl LocalConfig {
@@ -228,18 +269,25 @@ impl Inner {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let instance = format!("{}-{id}", self.cfg.service);
         let (serve_args, secrets) = super::child_env::split_secrets(&self.cfg.serve_args);
-        let mut cmd = Command::new(&self.cfg.program);
+        let program = &self.cfg.program;
+        let mut cmd = Command::new(&program.path);
         // A replica's settings are its arguments: none of our STARVATION_* variables reaches
         // it (a MongoDB URI or the scaler's token in the shell would otherwise change or leak
-        // into every replica without a word). Then the credentials of its arguments come back
-        // as its own variables, out of `ps`'s sight.
+        // into every replica without a word), nor DOTNET_* or COMPlus_* (they would retune a
+        // .NET replica's pool unseen). Then the credentials of its arguments come back as its
+        // own variables, out of `ps`'s sight.
         for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("STARVATION_") {
+            let key_text = key.to_string_lossy();
+            if ["STARVATION_", "DOTNET_", "COMPlus_"]
+                .iter()
+                .any(|p| key_text.starts_with(p))
+            {
                 cmd.env_remove(key);
             }
         }
+        cmd.envs(program.env.iter().map(|(k, v)| (k, v)));
         cmd.envs(secrets);
-        cmd.arg("serve")
+        cmd.args(&program.lead_args)
             .arg("--listen")
             .arg(self.cfg.listen.to_string())
             .arg("--reuse-port")
@@ -258,7 +306,7 @@ impl Inner {
         let mut child = cmd.spawn().map_err(|e| {
             OrchestratorError::Backend(format!(
                 "cannot start replica {instance} ({}): {e}",
-                self.cfg.program.display()
+                self.cfg.program.path.display()
             ))
         })?;
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -372,7 +420,7 @@ impl Orchestrator for LocalOrchestrator {
     fn describe(&self) -> String {
         format!(
             "local processes of {} on {}",
-            self.inner.cfg.program.display(),
+            self.inner.cfg.program.path.display(),
             self.inner.cfg.listen
         )
     }
@@ -409,7 +457,7 @@ mod tests {
             LocalOrchestrator::start(
                 LocalConfig {
                     service: "web".into(),
-                    program: slow_program(dir.path(), 1.5),
+                    program: slow_program(dir.path(), 1.5).into(),
                     listen: ([127, 0, 0, 1], 1).into(),
                     serve_args: vec![],
                     stop_timeout: Duration::from_secs(2),
@@ -440,7 +488,7 @@ mod tests {
     fn config(program: PathBuf, serve_args: Vec<String>) -> LocalConfig {
         LocalConfig {
             service: "web".into(),
-            program,
+            program: program.into(),
             listen: ([127, 0, 0, 1], 1).into(),
             serve_args,
             stop_timeout: Duration::from_secs(2),

@@ -76,6 +76,12 @@ pub struct RunMeta {
     /// them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// What the replicas ran: `model` (`starvation serve`) or `dotnet` (the .NET workload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// The runtime of a .NET workload, e.g. `Microsoft.NETCore.App 8.0.4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
 }
 
 impl RunMeta {
@@ -91,6 +97,8 @@ impl RunMeta {
             scale_events: Vec::new(),
             placement: None,
             store: None,
+            workload: None,
+            runtime: None,
         }
     }
 

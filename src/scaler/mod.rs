@@ -517,7 +517,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                 LocalOrchestrator::start(
                     LocalConfig {
                         service,
-                        program,
+                        program: program.into(),
                         listen: opts.local_listen,
                         serve_args: opts.local_serve_args.clone(),
                         stop_timeout: Duration::from_secs(35),

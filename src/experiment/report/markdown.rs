@@ -164,9 +164,10 @@ pub fn render_markdown(r: &Report) -> String {
     let mut md = String::new();
     md.push_str("# starvation experiment report\n\n");
     md.push_str(&format!(
-        "{} pair(s), profile `{}`, backend {}, monitor {}; generated {}.\n\n",
+        "{} pair(s), profile `{}`, workload {}, backend {}, monitor {}; generated {}.\n\n",
         r.state.runs,
         p.name,
+        r.workload,
         r.backend,
         r.monitor,
         r.generated.to_rfc3339()

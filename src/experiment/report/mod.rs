@@ -37,6 +37,8 @@ pub struct Report {
     pub starvation_version: String,
     pub backend: String,
     pub monitor: String,
+    /// What the replicas ran, e.g. `model` or `dotnet (Microsoft.NETCore.App 8.0.4)`.
+    pub workload: String,
     pub state: State,
     pub baseline: RoleNumbers,
     pub scaled: RoleNumbers,
@@ -112,6 +114,10 @@ pub fn finish(out: &Path, st: &State) -> anyhow::Result<Vec<String>> {
         starvation_version: env!("CARGO_PKG_VERSION").into(),
         backend: st.backend.as_str().into(),
         monitor: st.monitor.as_str().into(),
+        workload: match &st.dotnet_runtime {
+            Some(v) => format!("{} (Microsoft.NETCore.App {v})", st.workload.as_str()),
+            None => st.workload.as_str().into(),
+        },
         state: st.clone(),
         baseline,
         scaled,

@@ -1,0 +1,102 @@
+// Pushes the gauges to the Pushgateway from a dedicated thread with blocking sockets: nothing
+// here waits for the thread pool, so a starved pool cannot silence its own alarm. The group is
+// the one `starvation serve` replicas use: job=webserver, instance, service.
+using System;
+using System.IO;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Threading;
+
+namespace Starvation.Sut
+{
+    sealed class Pusher
+    {
+        readonly Uri _gateway;
+        readonly string _path;
+        readonly string _auth;
+        readonly object _oneAtATime = new object();
+        int _failures;
+
+        public Pusher(Uri gateway, string instance, string service)
+        {
+            _gateway = gateway;
+            _path = gateway.AbsolutePath.TrimEnd('/') + "/metrics/job/webserver/instance/" + instance + "/service/" + service;
+            if (!string.IsNullOrEmpty(gateway.UserInfo))
+                _auth = Convert.ToBase64String(Encoding.UTF8.GetBytes(Uri.UnescapeDataString(gateway.UserInfo)));
+        }
+
+        // The group's URL without credentials, for logs.
+        public string Shown { get { return _gateway.Scheme + "://" + _gateway.Host + ":" + _gateway.Port + _path; } }
+
+        public void Push(string body)
+        {
+            try { Send("PUT", body); Interlocked.Exchange(ref _failures, 0); }
+            catch (Exception e)
+            {
+                // The first failure of a streak is logged; the rest would flood the log.
+                if (Interlocked.Increment(ref _failures) == 1)
+                    Console.Error.WriteLine("warning: Pushgateway push to " + Shown + " failed: " + e.Message);
+            }
+        }
+
+        public void Delete()
+        {
+            try { Send("DELETE", null); Console.Error.WriteLine("deleted Pushgateway group " + Shown); }
+            catch (Exception e) { Console.Error.WriteLine("warning: could not delete Pushgateway group " + Shown + ": " + e.Message); }
+        }
+
+        void Send(string method, string body)
+        {
+            lock (_oneAtATime)
+            {
+                byte[] content = body == null ? new byte[0] : Encoding.UTF8.GetBytes(body);
+                var head = new StringBuilder();
+                head.Append(method).Append(' ').Append(_path).Append(" HTTP/1.1\r\n");
+                head.Append("Host: ").Append(_gateway.Authority).Append("\r\n");
+                if (_auth != null) head.Append("Authorization: Basic ").Append(_auth).Append("\r\n");
+                if (body != null) head.Append("Content-Type: text/plain; version=0.0.4\r\n");
+                head.Append("Content-Length: ").Append(content.Length).Append("\r\nConnection: close\r\n\r\n");
+                using (var s = Connect(TimeSpan.FromSeconds(2)))
+                {
+                    s.Send(Encoding.ASCII.GetBytes(head.ToString()));
+                    if (content.Length > 0) s.Send(content);
+                    var status = ReadStatusLine(s);
+                    if (!status.Contains(" 200 ") && !status.Contains(" 202 "))
+                        throw new IOException("HTTP " + status);
+                }
+            }
+        }
+
+        // A blocking connect bounded by `timeout` (Socket.Poll, no async, no pool).
+        Socket Connect(TimeSpan timeout)
+        {
+            Exception last = null;
+            foreach (var ip in Dns.GetHostAddresses(_gateway.DnsSafeHost))
+            {
+                var s = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                try
+                {
+                    s.Blocking = false;
+                    try { s.Connect(new IPEndPoint(ip, _gateway.Port)); }
+                    catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock || e.SocketErrorCode == SocketError.InProgress) { }
+                    if (!s.Poll((int)(timeout.TotalMilliseconds * 1000), SelectMode.SelectWrite) || !s.Connected)
+                        throw new IOException("cannot connect to " + ip + ":" + _gateway.Port);
+                    s.Blocking = true;
+                    s.ReceiveTimeout = s.SendTimeout = (int)timeout.TotalMilliseconds;
+                    return s;
+                }
+                catch (Exception e) { last = e; s.Close(); }
+            }
+            throw last ?? new IOException("no address for " + _gateway.Host);
+        }
+
+        static string ReadStatusLine(Socket s)
+        {
+            var line = new StringBuilder();
+            var one = new byte[1];
+            while (line.Length < 200 && s.Receive(one) == 1 && one[0] != '\n') line.Append((char)one[0]);
+            return line.ToString().TrimEnd('\r');
+        }
+    }
+}
