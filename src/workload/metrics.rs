@@ -1,7 +1,7 @@
 //! The service's Prometheus metrics: the original's gauges (names kept exactly) plus request
 //! counters and latency, encoded with prometheus-client. The pool's queue, threads and completed
 //! items are also exported under the names .NET's own instrumentation gets in Prometheus
-//! ([`register_runtime_names`]), so rules written for an operator's .NET service fit this one.
+//! (`register_runtime_names`), so rules written for an operator's .NET service fit this one.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -250,14 +250,12 @@ fn register_gauges(reg: &mut Registry, g: &PoolGauges) {
     );
 }
 
-/// The pool's state under the Prometheus names of .NET's own instrumentation, so an operator's
-/// rules (`deploy/prometheus/alert_rules_dotnet.yml`) read this service like theirs: the
-/// `System.Runtime` meter of .NET 9+ (`dotnet.thread_pool.*`) and OpenTelemetry.Instrumentation
-/// .Runtime on .NET 8 (`process.runtime.dotnet.thread_pool.*`), as OpenTelemetry's Prometheus
-/// exporter names them: `.` becomes `_`, the `{work_item}`-style units add no suffix, counters get
-/// `_total`. Queue and threads are up-down counters in the semantic conventions, gauges here; the
-/// .NET 9 runtime creates them as counters (dotnet/runtime#112077, #126167), so a real .NET 9
-/// service exports them with `_total` too, which the rules also read (docs/own-dotnet-service.md).
+/// The pool's state also under the names .NET's own instrumentation gets in Prometheus
+/// (OpenTelemetry's exporter: `.` becomes `_`, `{work_item}` units add no suffix, counters get
+/// `_total`), so the rules for an operator's .NET service read this one too: `System.Runtime`
+/// (.NET 9+) and OpenTelemetry.Instrumentation.Runtime (.NET 8). Queue and threads are gauges, as
+/// the semantic conventions say; .NET 9 itself exports them as counters (`_total`), which the
+/// rules also read (docs/own-dotnet-service.md).
 fn register_runtime_names(reg: &mut Registry, g: &PoolGauges, completed: &Counter) {
     for prefix in ["dotnet_thread_pool", "process_runtime_dotnet_thread_pool"] {
         reg.register(
