@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Static checks of everything under deploy/ (run by .ci/run): Prometheus config and rules,
-# the rules' unit tests, the Alertmanager config.
+# Static checks of everything under deploy/ (run by .ci/run): Prometheus config and rules (the
+# paper's and the ones for an operator's own .NET service), the rules' unit tests, the
+# Alertmanager config.
 set -euo pipefail
 cd "$(dirname "$0")"
 echo "==> promtool check config / rules / test rules"
@@ -11,8 +12,8 @@ copy=prometheus/.check-prometheus.yml
 trap 'rm -f "$token" "$copy"' EXIT
 sed "s#/run/secrets/alertapi_token#$token#" prometheus/prometheus.yml >"$copy"
 promtool check config "$copy"
-promtool check rules prometheus/alert_rules.yml
-promtool test rules prometheus/alert_rules_test.yml
+promtool check rules prometheus/alert_rules.yml prometheus/alert_rules_dotnet.yml
+promtool test rules prometheus/alert_rules_test.yml prometheus/alert_rules_dotnet_test.yml
 echo "==> amtool check-config"
 amtool check-config alertmanager/alertmanager.yml
 echo "==> the stack files, with the Compose tool and docker stack config"

@@ -209,3 +209,184 @@ fn only_the_replicas_the_scaler_and_prometheus_reach_the_pushgateway() {
     starvation::experiment::swarm::publish_on_manager(&mut run).unwrap();
     assert!(run["services"]["pushgateway"].get("ports").is_none());
 }
+
+/// Issue 27.6: the rules for an operator's own .NET service parse, are accepted whole by the
+/// embedded evaluator, carry what the scaler and Alertmanager need, and read .NET's own names.
+#[test]
+fn dotnet_rules_parse_and_read_the_ecosystem_names() {
+    let text = std::fs::read_to_string(deploy().join("prometheus/alert_rules_dotnet.yml")).unwrap();
+    let rules: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    let groups = rules["groups"].as_array().unwrap();
+    let mut paths = vec![];
+    for group in groups {
+        let mut names = vec![];
+        for rule in group["rules"].as_array().unwrap() {
+            let expr = rule["expr"].as_str().unwrap();
+            promql_parser::parser::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+            for needle in [
+                "by (service)",
+                "dotnet_thread_pool_queue_length(_total)?",
+                "process_runtime_dotnet_thread_pool_queue_length",
+            ] {
+                assert!(expr.contains(needle), "{needle:?} missing in {expr}");
+            }
+            assert!(!expr.contains("system_runtime_threadpool"), "{expr}");
+            assert_eq!(rule["labels"]["severity"], "critical");
+            assert_eq!(rule["labels"]["scaling"], "out");
+            assert_eq!(rule["annotations"]["value"], "{{ $value }}");
+            paths.push(rule["labels"]["path"].as_str().unwrap().to_owned());
+            names.push(rule["alert"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(names, ["ThreadPoolSpike", "ThreadPoolStarvation"]);
+    }
+    assert_eq!(paths, ["scrape", "scrape", "push", "push"]);
+    let compiled = starvation::monitor::parse_rules(&text).expect("the embedded subset");
+    let fors: Vec<u64> = compiled.iter().map(|r| r.for_.as_secs()).collect();
+    assert_eq!(fors, [0, 5, 0, 5]);
+}
+
+mod dotnet_rules_in_the_embedded_monitor {
+    use chrono::{DateTime, Duration, Utc};
+    use starvation::monitor::{AlertStates, Labels, Sample, parse_rules, text_format};
+    use starvation::scaler::alert::{Alert, Status};
+    use starvation::workload::metrics::Metrics;
+    use starvation::workload::pool::{Counts, Snapshot};
+
+    fn states() -> AlertStates {
+        let text =
+            std::fs::read_to_string(super::deploy().join("prometheus/alert_rules_dotnet.yml"))
+                .unwrap();
+        AlertStates::new(parse_rules(&text).unwrap())
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// What `serve` pushes with `queue` queued, as the embedded receiver stores it, without the
+    /// paper's queue gauge (so only the ecosystem names can fire), plus the push time.
+    fn pushed_by_serve(queue: usize, at: DateTime<Utc>) -> Vec<Sample> {
+        let m = Metrics::new();
+        let snap = Snapshot {
+            counts: Counts {
+                goal: 4,
+                existing: 4,
+                processing: 4,
+                requested: 1,
+            },
+            max_threads: 32767,
+            queue_length: queue,
+            starvation_injections: 0,
+            threads_created: 4,
+            threads_retired: 0,
+            completed_items: 7,
+        };
+        m.refresh(&snap, 50.0, 1000);
+        let group = labels(&[
+            ("job", "webserver"),
+            ("instance", "orders.1:5000"),
+            ("service", "shop_orders"),
+        ]);
+        let mut samples = text_format::parse(&m.encode_for_push(), &group).unwrap();
+        samples.retain(|s| s.labels["__name__"] != "system_runtime_threadpool_queue_length");
+        let mut push_time = group.clone();
+        push_time.insert("__name__".into(), "push_time_seconds".into());
+        samples.push(Sample {
+            labels: push_time,
+            value: starvation::monitor::unix_s(at),
+        });
+        samples
+    }
+
+    fn firing(alerts: &[Alert], name: &str) -> Vec<(String, String, String)> {
+        alerts
+            .iter()
+            .filter(|a| a.name() == name && a.status == Status::Firing)
+            .map(|a| {
+                (
+                    a.labels["service"].clone(),
+                    a.labels["path"].clone(),
+                    a.annotations["value"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// `serve`'s pushed ecosystem names fire the push group: 45 queued is a spike at once (45,
+    /// not 90: the replica's two names count once), 25 starves after 5 s, as in Prometheus.
+    #[test]
+    fn they_fire_on_what_serve_pushes() {
+        let t0 = Utc::now();
+        let mut spike = states();
+        let alerts = spike.step(&pushed_by_serve(45, t0), t0);
+        let want = vec![("shop_orders".into(), "push".into(), "45".into())];
+        assert_eq!(firing(&alerts, "ThreadPoolSpike"), want);
+
+        let mut starving = states();
+        for s in 0..5 {
+            let at = t0 + Duration::seconds(s);
+            let alerts = starving.step(&pushed_by_serve(25, at), at);
+            assert!(alerts.is_empty(), "at {s} s: {alerts:?}");
+        }
+        let at = t0 + Duration::seconds(5);
+        let alerts = starving.step(&pushed_by_serve(25, at), at);
+        let want = vec![("shop_orders".into(), "push".into(), "25".into())];
+        assert_eq!(firing(&alerts, "ThreadPoolStarvation"), want);
+        assert!(firing(&alerts, "ThreadPoolSpike").is_empty());
+    }
+
+    /// Each name .NET exports fires alone, scraped (`up`) or pushed; a group whose last push is
+    /// older than 5 s does not.
+    #[test]
+    fn each_ecosystem_name_fires_alone_on_either_path() {
+        let now = Utc::now();
+        let target = [("instance", "10.0.1.5:8080"), ("service", "shop_orders")];
+        for name in [
+            "dotnet_thread_pool_queue_length",
+            "dotnet_thread_pool_queue_length_total",
+            "process_runtime_dotnet_thread_pool_queue_length",
+        ] {
+            let queue = Sample {
+                labels: labels(&[&[("__name__", name), ("job", "orders")], &target[..]].concat()),
+                value: 41.0,
+            };
+            for (path, liveness, fires) in [
+                ("scrape", ("up", 1.0), true),
+                ("scrape", ("up", 0.0), false),
+                (
+                    "push",
+                    ("push_time_seconds", starvation::monitor::unix_s(now)),
+                    true,
+                ),
+                (
+                    "push",
+                    ("push_time_seconds", starvation::monitor::unix_s(now) - 6.0),
+                    false,
+                ),
+            ] {
+                let live = Sample {
+                    labels: labels(&[&[("__name__", liveness.0)], &target[..]].concat()),
+                    value: liveness.1,
+                };
+                let alerts = states().step(&[queue.clone(), live], now);
+                let want = if fires {
+                    vec![(
+                        "shop_orders".to_string(),
+                        path.to_string(),
+                        "41".to_string(),
+                    )]
+                } else {
+                    vec![]
+                };
+                assert_eq!(
+                    firing(&alerts, "ThreadPoolSpike"),
+                    want,
+                    "{name} {liveness:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! The service's Prometheus metrics: the original's gauges (names kept exactly) plus request
-//! counters and latency, encoded with prometheus-client.
+//! counters and latency, encoded with prometheus-client. The pool's queue, threads and completed
+//! items are also exported under the names .NET's own instrumentation gets in Prometheus
+//! (`register_runtime_names`), so rules written for an operator's .NET service fit this one.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -31,6 +33,8 @@ pub struct PoolGauges {
     pub queue_length: Gauge,
     pub cpu_usage: Gauge<f64, AtomicU64>,
     pub process_threads: Gauge,
+    /// Pool threads that exist (.NET's `ThreadPool.ThreadCount`), for the runtime names only.
+    pub pool_threads: Gauge,
     /// `--io-model dotnet`: socket-engine events waiting (.NET does not expose this).
     pub socket_engine_queue_length: Gauge,
     pub socket_engine_oldest_wait: Gauge<f64, AtomicU64>,
@@ -55,10 +59,12 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let gauges = PoolGauges::default();
+        let completed_items = Counter::default();
         let mut registry = Registry::default();
         let mut push_registry = Registry::default();
         for reg in [&mut registry, &mut push_registry] {
             register_gauges(reg, &gauges);
+            register_runtime_names(reg, &gauges, &completed_items);
         }
         let http_requests = Family::<RouteLabels, Counter>::default();
         let http_latency: LatencyFamily =
@@ -70,7 +76,7 @@ impl Metrics {
             starvation_injections: Counter::default(),
             threads_created: Counter::default(),
             threads_retired: Counter::default(),
-            completed_items: Counter::default(),
+            completed_items,
             push_failures: Counter::default(),
             store_failures: Counter::default(),
             registry,
@@ -138,6 +144,7 @@ impl Metrics {
         g.cpu_usage.set(cpu_percent);
         g.process_threads
             .set(super::process::process_threads() as i64);
+        g.pool_threads.set(snap.counts.existing as i64);
         // Counters mirror the pool's own monotonic totals.
         sync_counter(&self.starvation_injections, snap.starvation_injections);
         sync_counter(&self.threads_created, snap.threads_created);
@@ -243,6 +250,42 @@ fn register_gauges(reg: &mut Registry, g: &PoolGauges) {
     );
 }
 
+/// The pool's state also under the names .NET's own instrumentation gets in Prometheus
+/// (OpenTelemetry's exporter: `.` becomes `_`, `{work_item}` units add no suffix, counters get
+/// `_total`), so the rules for an operator's .NET service read this one too: `System.Runtime`
+/// (.NET 9+) and OpenTelemetry.Instrumentation.Runtime (.NET 8). Queue and threads are gauges, as
+/// the semantic conventions say; .NET 9 itself exports them as counters (`_total`), which the
+/// rules also read (docs/own-dotnet-service.md).
+fn register_runtime_names(reg: &mut Registry, g: &PoolGauges, completed: &Counter) {
+    for prefix in ["dotnet_thread_pool", "process_runtime_dotnet_thread_pool"] {
+        reg.register(
+            format!("{prefix}_queue_length"),
+            "Work items queued on the pool and not yet started (ThreadPool.PendingWorkItemCount)",
+            g.queue_length.clone(),
+        );
+    }
+    for name in [
+        "dotnet_thread_pool_thread_count",
+        "process_runtime_dotnet_thread_pool_threads_count",
+    ] {
+        reg.register(
+            name,
+            "Pool threads that currently exist (ThreadPool.ThreadCount)",
+            g.pool_threads.clone(),
+        );
+    }
+    for name in [
+        "dotnet_thread_pool_work_item_count",
+        "process_runtime_dotnet_thread_pool_completed_items_count",
+    ] {
+        reg.register(
+            name,
+            "Work items the pool completed since the process started (ThreadPool.CompletedWorkItemCount)",
+            completed.clone(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,7 +326,24 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
+        // The same state under .NET's own names, scraped and pushed (the operator's rules read
+        // either path).
         let pushed = m.encode_for_push();
+        for line in [
+            "dotnet_thread_pool_queue_length 12",
+            "dotnet_thread_pool_thread_count 6",
+            "dotnet_thread_pool_work_item_count_total 9",
+            "process_runtime_dotnet_thread_pool_queue_length 12",
+            "process_runtime_dotnet_thread_pool_threads_count 6",
+            "process_runtime_dotnet_thread_pool_completed_items_count_total 9",
+        ] {
+            for (what, out) in [("/metrics", &text), ("push", &pushed)] {
+                assert!(
+                    out.lines().any(|l| l == line),
+                    "{what}: missing {line:?} in\n{out}"
+                );
+            }
+        }
         assert!(pushed.contains("busy_worker_threads 5\n"));
         assert!(!pushed.contains("EOF"));
         assert!(!pushed.contains("http_requests"), "only gauges are pushed");
