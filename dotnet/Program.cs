@@ -53,7 +53,7 @@ namespace Starvation.Sut
 
             var gauges = new Gauges();
             gauges.InFlight = () => Volatile.Read(ref _inFlight);
-            var pusher = o.Pushgateway == null ? null : new Pusher(o.Pushgateway, instance, o.Service);
+            var pusher = o.Pushgateway == null ? null : new Pusher(o.Pushgateway, instance, o.Service, o.PushInterval);
             var app = new App(o, instance, gauges, pusher);
             var listener = new Listener(listenSocket, c => new Http1Connection(c, app.Handle));
 

@@ -18,8 +18,12 @@ namespace Starvation.Sut
         readonly object _oneAtATime = new object();
         int _failures;
 
-        public Pusher(Uri gateway, string instance, string service)
+        readonly TimeSpan _timeout;
+
+        public Pusher(Uri gateway, string instance, string service, TimeSpan interval)
         {
+            // As `starvation serve`'s pusher: the push interval, at least 2 s.
+            _timeout = interval > TimeSpan.FromSeconds(2) ? interval : TimeSpan.FromSeconds(2);
             _gateway = gateway;
             _path = gateway.AbsolutePath.TrimEnd('/') + "/metrics/job/webserver/instance/" + instance + "/service/" + service;
             if (!string.IsNullOrEmpty(gateway.UserInfo))
@@ -36,7 +40,7 @@ namespace Starvation.Sut
             {
                 // The first failure of a streak is logged; the rest would flood the log.
                 if (Interlocked.Increment(ref _failures) == 1)
-                    Console.Error.WriteLine("warning: Pushgateway push to " + Shown + " failed: " + e.Message);
+                    Console.Error.WriteLine(DateTime.UtcNow.ToString("o") + " warning: Pushgateway push to " + Shown + " failed: " + e.Message);
             }
         }
 
@@ -57,10 +61,13 @@ namespace Starvation.Sut
                 if (_auth != null) head.Append("Authorization: Basic ").Append(_auth).Append("\r\n");
                 if (body != null) head.Append("Content-Type: text/plain; version=0.0.4\r\n");
                 head.Append("Content-Length: ").Append(content.Length).Append("\r\nConnection: close\r\n\r\n");
-                using (var s = Connect(TimeSpan.FromSeconds(2)))
+                var h = Encoding.ASCII.GetBytes(head.ToString());
+                var request = new byte[h.Length + content.Length];
+                Buffer.BlockCopy(h, 0, request, 0, h.Length);
+                Buffer.BlockCopy(content, 0, request, h.Length, content.Length);
+                using (var s = Connect(_timeout))
                 {
-                    s.Send(Encoding.ASCII.GetBytes(head.ToString()));
-                    if (content.Length > 0) s.Send(content);
+                    s.Send(request); // one write: no Nagle wait between head and body
                     var status = ReadStatusLine(s);
                     if (!status.Contains(" 200 ") && !status.Contains(" 202 "))
                         throw new IOException("HTTP " + status);

@@ -13,7 +13,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("Program.cs", include_str!("../../dotnet/Program.cs")),
     ("Options.cs", include_str!("../../dotnet/Options.cs")),
     ("Transport.cs", include_str!("../../dotnet/Transport.cs")),
-    ("Http1Connection.cs", include_str!("../../dotnet/Http1Connection.cs")),
+    (
+        "Http1Connection.cs",
+        include_str!("../../dotnet/Http1Connection.cs"),
+    ),
     ("Gauges.cs", include_str!("../../dotnet/Gauges.cs")),
     ("Pusher.cs", include_str!("../../dotnet/Pusher.cs")),
 ];
@@ -139,6 +142,10 @@ mod tests {
         let h = source_hash();
         assert_eq!(h.len(), 64);
         assert_eq!(h, source_hash(), "stable within a build");
-        assert!(SOURCES.iter().all(|(_, text)| text.contains("namespace Starvation.Sut")));
+        assert!(
+            SOURCES
+                .iter()
+                .all(|(_, text)| text.contains("namespace Starvation.Sut"))
+        );
     }
 }

@@ -19,11 +19,17 @@ pub const MAJOR: u32 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DotnetError {
-    #[error("no .NET runtime found: {why}; {INSTALL}, or pass --dotnet-root DIR (the folder holding `dotnet`, `host/` and `shared/`)")]
+    #[error(
+        "no .NET runtime found: {why}; {INSTALL}, or pass --dotnet-root DIR (the folder holding `dotnet`, `host/` and `shared/`)"
+    )]
     NoRuntime { why: String },
-    #[error("{root}: has Microsoft.NETCore.App {found}, but the .NET workload needs {MAJOR}.0.x (the paper's .NET 8); {INSTALL}, or pass --dotnet-root to a .NET 8 runtime")]
+    #[error(
+        "{root}: has Microsoft.NETCore.App {found}, but the .NET workload needs {MAJOR}.0.x (the paper's .NET 8); {INSTALL}, or pass --dotnet-root to a .NET 8 runtime"
+    )]
     WrongVersion { root: PathBuf, found: String },
-    #[error("the C# compiler `mcs` is not on PATH (needed once to build the .NET workload, then cached); {INSTALL}")]
+    #[error(
+        "the C# compiler `mcs` is not on PATH (needed once to build the .NET workload, then cached); {INSTALL}"
+    )]
     NoCompiler,
     #[error("mcs failed to compile the .NET workload ({status}):\n{output}")]
     Compile { status: String, output: String },

