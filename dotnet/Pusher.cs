@@ -50,6 +50,8 @@ namespace Starvation.Sut
             catch (Exception e) { Console.Error.WriteLine("warning: could not delete Pushgateway group " + Shown + ": " + e.Message); }
         }
 
+        Socket _conn; // kept alive between pushes, as `serve`'s HTTP client does
+
         void Send(string method, string body)
         {
             lock (_oneAtATime)
@@ -60,18 +62,35 @@ namespace Starvation.Sut
                 head.Append("Host: ").Append(_gateway.Authority).Append("\r\n");
                 if (_auth != null) head.Append("Authorization: Basic ").Append(_auth).Append("\r\n");
                 if (body != null) head.Append("Content-Type: text/plain; version=0.0.4\r\n");
-                head.Append("Content-Length: ").Append(content.Length).Append("\r\nConnection: close\r\n\r\n");
+                head.Append("Content-Length: ").Append(content.Length).Append("\r\n\r\n");
                 var h = Encoding.ASCII.GetBytes(head.ToString());
                 var request = new byte[h.Length + content.Length];
                 Buffer.BlockCopy(h, 0, request, 0, h.Length);
                 Buffer.BlockCopy(content, 0, request, h.Length, content.Length);
-                using (var s = Connect(_timeout))
-                {
-                    s.Send(request); // one write: no Nagle wait between head and body
-                    var status = ReadStatusLine(s);
-                    if (!status.Contains(" 200 ") && !status.Contains(" 202 "))
-                        throw new IOException("HTTP " + status);
-                }
+                // A kept-alive connection the server has closed fails at once: retry once on a
+                // new one.
+                bool reused = _conn != null;
+                try { Exchange(request); }
+                catch (Exception) when (reused) { Exchange(request); }
+            }
+        }
+
+        // One request and its response on the kept-alive connection (opened if needed); any
+        // failure closes it.
+        void Exchange(byte[] request)
+        {
+            try
+            {
+                if (_conn == null) _conn = Connect(_timeout);
+                _conn.Send(request); // one write: no Nagle wait between head and body
+                var status = ReadResponse(_conn);
+                if (!status.Contains(" 200 ") && !status.Contains(" 202 "))
+                    throw new IOException("HTTP " + status);
+            }
+            catch (Exception)
+            {
+                if (_conn != null) { _conn.Close(); _conn = null; }
+                throw;
             }
         }
 
@@ -98,11 +117,42 @@ namespace Starvation.Sut
             throw last ?? new IOException("no address for " + _gateway.Host);
         }
 
-        static string ReadStatusLine(Socket s)
+        // The status line; the headers and a Content-Length body are read and dropped, so the
+        // connection is ready for the next request. A response without a length ends the
+        // connection.
+        string ReadResponse(Socket s)
+        {
+            string status = ReadLine(s);
+            long length = -1;
+            string line;
+            while ((line = ReadLine(s)).Length > 0)
+            {
+                int colon = line.IndexOf(':');
+                if (colon > 0 && line.Substring(0, colon).Trim().ToLowerInvariant() == "content-length")
+                    long.TryParse(line.Substring(colon + 1).Trim(), out length);
+            }
+            if (length < 0) { _conn.Close(); _conn = null; return status; }
+            var sink = new byte[4096];
+            while (length > 0)
+            {
+                int n = s.Receive(sink, 0, (int)Math.Min(sink.Length, length), SocketFlags.None);
+                if (n <= 0) throw new IOException("the Pushgateway closed the connection mid-response");
+                length -= n;
+            }
+            return status;
+        }
+
+        static string ReadLine(Socket s)
         {
             var line = new StringBuilder();
             var one = new byte[1];
-            while (line.Length < 200 && s.Receive(one) == 1 && one[0] != '\n') line.Append((char)one[0]);
+            while (true)
+            {
+                if (s.Receive(one) != 1) throw new IOException("the Pushgateway closed the connection");
+                if (one[0] == '\n') break;
+                if (line.Length > 8192) throw new IOException("the Pushgateway's response line is too long");
+                line.Append((char)one[0]);
+            }
             return line.ToString().TrimEnd('\r');
         }
     }

@@ -485,6 +485,44 @@ mod tests {
         assert_eq!(orch.status("web").await.unwrap().replicas, 0);
     }
 
+    /// A replica gets its program's variables and none of ours that would retune it: no
+    /// STARVATION_*, DOTNET_* or COMPlus_* of this process reaches it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_gets_its_programs_variables_and_none_of_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("env-serve");
+        let dump = dir.path().join("env.txt");
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\nenv > {}\necho 'listening on http://127.0.0.1:1'\nexec sleep 600\n",
+                dump.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // SAFETY: no other test reads these variables.
+        unsafe {
+            std::env::set_var("DOTNET_gcServer", "1");
+            std::env::set_var("COMPlus_ThreadPool_ForceMinWorkerThreads", "40");
+        }
+        let mut cfg = config(p, vec![]);
+        cfg.program.env = vec![("DOTNET_PROCESSOR_COUNT".into(), "1".into())];
+        let orch = LocalOrchestrator::start(cfg, 1).await.unwrap();
+        let env = std::fs::read_to_string(&dump).unwrap();
+        orch.shutdown().await;
+        assert!(
+            env.lines().any(|l| l == "DOTNET_PROCESSOR_COUNT=1"),
+            "{env}"
+        );
+        for ours in [
+            "DOTNET_gcServer",
+            "COMPlus_ThreadPool_ForceMinWorkerThreads",
+        ] {
+            assert!(!env.contains(ours), "{ours} reached the replica:\n{env}");
+        }
+    }
+
     fn config(program: PathBuf, serve_args: Vec<String>) -> LocalConfig {
         LocalConfig {
             service: "web".into(),
