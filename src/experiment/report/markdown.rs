@@ -175,9 +175,9 @@ pub fn render_markdown(r: &Report) -> String {
     md.push_str(&format!(
         "**Verdict:** {}\n\n",
         if r.verdict_scaling_helped {
-            "scaling helped — every scaled run scaled out, no baseline run did, and the scaled p99 peak is below the baseline's."
+            "scaling helped — every scaled run scaled out, no baseline run did, and the scaled p99 peak is at least 5 % below the baseline's."
         } else {
-            "NOT shown — see the table: a scaled run did not scale, a baseline run did, or the scaled p99 peak is not below the baseline's."
+            "NOT shown — see the table: a scaled run did not scale, a baseline run did, or the scaled p99 peak is not at least 5 % below the baseline's (two peaks held at the request timeout are equal)."
         }
     ));
     md.push_str("## Summary (mean over runs)\n\n");
