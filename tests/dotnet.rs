@@ -334,6 +334,8 @@ async fn under_a_burst_on_one_processor_the_gauges_move_as_the_runtime_counts() 
     const N: usize = 10;
     let started = Instant::now();
     let mut peak_pushed_queue = 0.0f64;
+    // Every (busy, queue) pair the Pushgateway held during the burst.
+    let mut pushed_pairs = std::collections::BTreeSet::new();
     let burst: Vec<_> = (0..N)
         .map(|_| {
             let url = url.clone();
@@ -345,8 +347,13 @@ async fn under_a_burst_on_one_processor_the_gauges_move_as_the_runtime_counts() 
         })
         .collect();
     while !burst.iter().all(|h| h.is_finished()) {
-        if let Some(q) = pushed(&groups, "burst", "system_runtime_threadpool_queue_length") {
+        let busy = pushed(&groups, "burst", "busy_worker_threads");
+        if let (Some(b), Some(q)) = (
+            busy,
+            pushed(&groups, "burst", "system_runtime_threadpool_queue_length"),
+        ) {
             peak_pushed_queue = peak_pushed_queue.max(q);
+            pushed_pairs.insert((b as i64, q as i64));
         }
         assert!(
             started.elapsed() < Duration::from_secs(90),
@@ -403,6 +410,14 @@ async fn under_a_burst_on_one_processor_the_gauges_move_as_the_runtime_counts() 
     assert!(
         samples.last().unwrap().completed > samples[0].completed,
         "the runtime completed no work item"
+    );
+    // What was pushed is what the runtime said in-process at a sampling instant.
+    let sampled: std::collections::BTreeSet<(i64, i64)> =
+        samples.iter().map(|s| (s.busy, s.queue)).collect();
+    let strays: Vec<_> = pushed_pairs.difference(&sampled).collect();
+    assert!(
+        strays.is_empty(),
+        "pushed (busy, queue) pairs no sample holds: {strays:?}; samples {samples:?}"
     );
     assert!(
         peak_pushed_queue >= 1.0,
