@@ -69,36 +69,6 @@ fn scaling_helped(baseline: &RoleNumbers, scaled: &RoleNumbers) -> bool {
         && scaled.p99_peak_s < VERDICT_P99_RATIO * baseline.p99_peak_s
 }
 
-#[cfg(test)]
-mod verdict_tests {
-    use super::*;
-
-    fn role(p99: f64, runs: usize, scaled_runs: usize) -> RoleNumbers {
-        RoleNumbers {
-            runs,
-            p99_peak_s: p99,
-            p99_end_s: p99,
-            queue_peak: 0.0,
-            threads_peak: 0.0,
-            busy_peak: 0.0,
-            requests: Default::default(),
-            runs_with_scale_event: scaled_runs,
-            first_scale_s: None,
-            replicas_max: 1.0,
-            per_run: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn two_peaks_held_at_the_timeout_are_not_a_win() {
-        // The .NET workload's quick pair: both p99 peaks at the 30 s timeout.
-        assert!(!scaling_helped(&role(30.64, 1, 0), &role(30.63, 1, 1)));
-        assert!(scaling_helped(&role(24.54, 1, 0), &role(15.26, 1, 1)));
-        assert!(!scaling_helped(&role(24.54, 1, 1), &role(15.26, 1, 1)));
-        assert!(!scaling_helped(&role(24.54, 1, 0), &role(15.26, 2, 1)));
-    }
-}
-
 fn machine() -> Machine {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu_model = read("/proc/cpuinfo")
@@ -189,4 +159,34 @@ pub fn finish(out: &Path, st: &State) -> anyhow::Result<Vec<String>> {
         ),
         format!("report: {}", out.join("report.md").display()),
     ])
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::*;
+
+    fn role(p99: f64, runs: usize, scaled_runs: usize) -> RoleNumbers {
+        RoleNumbers {
+            runs,
+            p99_peak_s: p99,
+            p99_end_s: p99,
+            queue_peak: 0.0,
+            threads_peak: 0.0,
+            busy_peak: 0.0,
+            requests: Default::default(),
+            runs_with_scale_event: scaled_runs,
+            first_scale_s: None,
+            replicas_max: 1.0,
+            per_run: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn two_peaks_held_at_the_timeout_are_not_a_win() {
+        // The .NET workload's quick pair: both p99 peaks at the 30 s timeout.
+        assert!(!scaling_helped(&role(30.64, 1, 0), &role(30.63, 1, 1)));
+        assert!(scaling_helped(&role(24.54, 1, 0), &role(15.26, 1, 1)));
+        assert!(!scaling_helped(&role(24.54, 1, 1), &role(15.26, 1, 1)));
+        assert!(!scaling_helped(&role(24.54, 1, 0), &role(15.26, 2, 1)));
+    }
 }
