@@ -45,7 +45,7 @@ fn a_missing_runtime_compiler_or_wrong_version_is_refused_before_anything_starts
     std::fs::create_dir_all(&empty_path).unwrap();
     let cases: [(&Path, &str); 3] = [
         (&nothing, "has no `dotnet` host"),
-        (&wrong, "has Microsoft.NETCore.App 9.0.0, 6.0.36"),
+        (&wrong, "has Microsoft.NETCore.App 6.0.36, 9.0.0"),
         // The runtime is there, the cache is empty and no mcs is on PATH.
         (&right, "`mcs` is not on PATH"),
     ];

