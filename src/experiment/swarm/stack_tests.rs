@@ -213,11 +213,18 @@ fn the_dotnet_workload_is_the_same_service_on_its_image() {
     let env = &web["environment"];
     assert_eq!(env["DOTNET_PROCESSOR_COUNT"], "2");
     assert_eq!(env["STARVATION_PUSHGATEWAY"], "http://pushgateway:9091");
+    // The healthcheck only connects (/healthz waits behind a starving pool), on the same
+    // schedule.
+    assert_eq!(
+        web["healthcheck"]["test"],
+        json!(["CMD", "/starvation", "probe", "tcp://127.0.0.1:5000"])
+    );
     // Everything else is the model's service, and the rest of the stack is unchanged.
     let mut same = web.clone();
     for key in ["image", "command", "environment"] {
         same[key] = model["services"]["webserver"][key].clone();
     }
+    same["healthcheck"]["test"] = model["services"]["webserver"]["healthcheck"]["test"].clone();
     assert_eq!(same, model["services"]["webserver"]);
     let mut rest = dotnet.clone();
     rest["services"]["webserver"] = model["services"]["webserver"].clone();
