@@ -9,8 +9,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Parser)]
 #[command(
     about = "Check that URL answers 2xx (a healthcheck for images without curl); exit 0 \
-if it does, 1 otherwise. tcp://HOST:PORT only opens a connection (the kernel answers it, \
-however busy the service is)"
+if it does, 1 otherwise"
 )]
 pub struct Opts {
     /// The URL to GET, e.g. http://127.0.0.1:5000/healthz; or tcp://127.0.0.1:5000 to

@@ -31,7 +31,8 @@ pub use stack::{
 #[derive(Debug, Clone, Default, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct SwarmOpts {
     /// --backend swarm: tag of the stack's images (starvation:TAG, starvation/prometheus:TAG,
-    /// ...), as built by `deploy/build-images.sh --all --tag starvation:TAG`. Default dev.
+    /// ...), as built by `deploy/build-images.sh --all --tag starvation:TAG` (add --dotnet for
+    /// --workload dotnet). Default dev.
     #[arg(long = "swarm-tag", value_name = "TAG", env = "STARVATION_SWARM_TAG")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
