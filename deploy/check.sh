@@ -25,6 +25,9 @@ docker-compose "${files[@]}" config -q 2>&1 |
 docker-compose "${files[@]}" config -q
 docker stack config -c docker-compose.yml -c docker-compose.mongodb.yml \
     -c docker-compose.grafana.yml >/dev/null
+# The .NET workload's override (issue 27.5): the same stack with the .NET service as workload.
+docker stack config -c docker-compose.yml -c docker-compose.dotnet.yml |
+    grep -q 'image: starvation/dotnet:dev' || { echo "docker-compose.dotnet.yml does not set the .NET image" >&2; exit 1; }
 echo "==> safe defaults: only the workload's port published, encrypted overlay, no admin API"
 published=$(docker stack config -c docker-compose.yml | grep -E '^ +published:' | tr -d ' ')
 [[ $published == "published:5000" ]] || { echo "the stack publishes more than 5000: $published" >&2; exit 1; }

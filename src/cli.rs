@@ -25,7 +25,8 @@ pub enum Command {
     /// Run the scaler ("AlertAPI"): Alertmanager's webhook receiver that scales services on
     /// Docker Swarm or local processes, within bounds, with dedupe, cooldown and auth.
     Alertapi(Box<crate::scaler::Opts>),
-    /// Exit 0 if a URL answers 2xx: the healthcheck of the FROM-scratch images.
+    /// Exit 0 if a URL answers 2xx (or a tcp://HOST:PORT accepts a connection): the healthcheck
+    /// of the FROM-scratch images.
     Probe(crate::probe::Opts),
     /// Export a run's metrics from Prometheus (query_range) to JSON + CSV.
     Export(crate::results::export::ExportOpts),

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{docker, starvation_bin};
+use common::starvation_bin;
 use starvation::results::metrics::{Kind, METRICS};
 use starvation::results::runmeta::RunMeta;
 use std::path::Path;
@@ -32,36 +32,6 @@ max_vus = 1000
 serve_args = ["--starvation-delay", "2s"]
 "#;
 
-/// What the Swarm holds that an experiment could add, as sorted lines.
-fn swarm_snapshot(node: &str) -> Vec<String> {
-    let mut all = Vec::new();
-    for args in [
-        vec!["service", "ls", "-q"],
-        vec!["ps", "-aq"],
-        vec!["network", "ls", "-q"],
-        vec!["config", "ls", "-q"],
-        vec!["secret", "ls", "-q"],
-        vec!["volume", "ls", "-q"],
-        vec!["node", "inspect", "--format", "{{json .Spec.Labels}}", node],
-    ] {
-        let (_, out) = docker(&args);
-        all.extend(out.lines().map(|l| format!("{}: {l}", args.join(" "))));
-    }
-    all.sort();
-    all
-}
-
-/// Removes the test's images, also when it fails.
-struct Images(String);
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        for image in common::stack_images(&self.0) {
-            docker(&["image", "rm", "-f", &image]);
-        }
-    }
-}
-
 fn starvation(args: &[&str]) {
     let out = Command::new(starvation_bin()).args(args).output().unwrap();
     assert!(
@@ -77,9 +47,9 @@ fn starvation(args: &[&str]) {
 fn a_pair_on_a_real_swarm() {
     let node = common::swarm_node(TEST);
     let tag = format!("exp-{}", std::process::id());
-    let _images = Images(tag.clone());
+    let _images = common::RemoveImages(common::stack_images(&tag));
     common::build_stack_images(&tag);
-    let before = swarm_snapshot(&node);
+    let before = common::swarm_snapshot(&node);
 
     let tmp = tempfile::tempdir().unwrap();
     let profile = tmp.path().join("swarm-test.toml");
@@ -107,7 +77,7 @@ fn a_pair_on_a_real_swarm() {
         .wait_for(Duration::from_secs(600))
         .expect("a swarm pair finishes within 10 minutes");
     eprintln!("swarm pair took {:.0} s", started.elapsed().as_secs_f64());
-    let after = swarm_snapshot(&node);
+    let after = common::swarm_snapshot(&node);
     assert!(status.success(), "experiment failed: {status}");
     assert_eq!(before, after, "the experiment left something on the Swarm");
 

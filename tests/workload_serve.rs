@@ -296,9 +296,19 @@ async fn probe_reports_health_by_exit_code() {
     let missing = probe(format!("http://{}/nope", server.local_addr()));
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+    // tcp:// only connects (the .NET workload's healthcheck on Swarm).
+    let tcp = probe(format!("tcp://{}", server.local_addr()));
+    assert!(
+        tcp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tcp.stderr)
+    );
     server.shutdown().await.unwrap();
     let down = probe(format!("http://127.0.0.1:{}/healthz", common::free_port()));
     assert!(!down.status.success());
+    let down = probe(format!("tcp://127.0.0.1:{}", common::free_port()));
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("connecting to 127.0.0.1:"));
 }
 
 /// `--io-model dotnet`: a 40-request burst that arrives while the only pool thread is blocked

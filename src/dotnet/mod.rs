@@ -81,6 +81,18 @@ impl Sut {
         )
     }
 
+    /// What `serve-dotnet --build-only` prints: one `key=value` line each, paths as they are.
+    pub fn describe(&self) -> String {
+        format!(
+            "root={}\nversion={}\nexe={}\nruntimeconfig={}\nsource={}\n",
+            self.runtime.root.display(),
+            self.runtime.version,
+            self.build.exe.display(),
+            self.build.runtimeconfig.display(),
+            self.build.source_hash
+        )
+    }
+
     /// The environment of a replica: `processors` sets `Environment.ProcessorCount` (hence the
     /// pool's minimum threads; the paper's worker had one vCPU); no ICU is needed.
     pub fn env(processors: u32) -> Vec<(String, String)> {
@@ -114,6 +126,12 @@ pub struct ServeOpts {
     /// the paper's worker had one vCPU.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub processors: u32,
+    /// Build the service (if the cache does not hold it yet) and start nothing: print
+    /// `root=`, `version=`, `exe=`, `runtimeconfig=` and `source=` lines (the runtime's folder,
+    /// its Microsoft.NETCore.App version, the compiled assembly, its runtimeconfig, the source
+    /// hash), as deploy/build-images.sh --dotnet reads them to make the image.
+    #[arg(long)]
+    pub build_only: bool,
     /// The service's own flags (after `--`), e.g. `--listen 127.0.0.1:5000 --block-ms 2000
     /// --pushgateway http://127.0.0.1:9091`.
     #[arg(last = true)]
@@ -132,6 +150,14 @@ pub fn serve(opts: ServeOpts) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64(),
             sut.build.exe.display()
         );
+    }
+    if opts.build_only {
+        anyhow::ensure!(
+            opts.args.is_empty(),
+            "--build-only starts nothing: drop the service's flags after `--`"
+        );
+        print!("{}", sut.describe());
+        return Ok(());
     }
     let (program, lead) = sut.command();
     let err = std::process::Command::new(&program)

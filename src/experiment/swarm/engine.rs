@@ -150,6 +150,16 @@ impl Engine {
         Ok(missing)
     }
 
+    /// The labels of a local image (`docker build --label`).
+    pub async fn image_labels(&self, image: &str) -> anyhow::Result<HashMap<String, String>> {
+        let inspect = self
+            .docker()
+            .inspect_image(image)
+            .await
+            .with_context(|| format!("inspecting image {image}"))?;
+        Ok(inspect.config.and_then(|c| c.labels).unwrap_or_default())
+    }
+
     /// Every node's id and its `role` label (None when unlabelled).
     pub async fn node_roles(&self) -> anyhow::Result<Vec<(String, Option<String>)>> {
         let nodes = self

@@ -16,12 +16,14 @@ mod ready;
 mod run;
 pub mod stack;
 
+use crate::experiment::WorkloadKind;
 use crate::monitor::remote::RemotePrometheus;
 use engine::Engine;
 pub use run::SwarmBackend;
 pub use stack::{
-    ALERTMANAGER_PORT, IMAGES, Kernel, PROMETHEUS_PORT, SCALER_PORT, SECRET, kernel_has_esp,
-    kernel_has_ipvs, publish_on_manager, use_dnsrr,
+    ALERTMANAGER_PORT, DOTNET_IMAGE, DOTNET_RUNTIME_LABEL, DOTNET_SOURCE_LABEL, IMAGES, Kernel,
+    PROMETHEUS_PORT, SCALER_PORT, SECRET, kernel_has_esp, kernel_has_ipvs, publish_on_manager,
+    use_dnsrr,
 };
 
 /// The swarm backend's flags. Saved in `experiment.json`; on `--resume` a flag given again
@@ -29,7 +31,8 @@ pub use stack::{
 #[derive(Debug, Clone, Default, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct SwarmOpts {
     /// --backend swarm: tag of the stack's images (starvation:TAG, starvation/prometheus:TAG,
-    /// ...), as built by `deploy/build-images.sh --all --tag starvation:TAG`. Default dev.
+    /// ...), as built by `deploy/build-images.sh --all --tag starvation:TAG` (add --dotnet for
+    /// --workload dotnet). Default dev.
     #[arg(long = "swarm-tag", value_name = "TAG", env = "STARVATION_SWARM_TAG")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
@@ -69,9 +72,10 @@ impl SwarmOpts {
 }
 
 /// Everything the swarm backend needs, checked before anything is created: the docker CLI (for
-/// stacks) and the Engine, an active Swarm whose node this is a manager, the five images, and
-/// the stack's host ports free.
-pub async fn preflight(opts: &SwarmOpts) -> anyhow::Result<()> {
+/// stacks) and the Engine, an active Swarm whose node this is a manager, the five images (and
+/// the .NET workload's, built from this binary's C# source, with `--workload dotnet`), and the
+/// stack's host ports free. With `--workload dotnet`, returns the image's runtime version.
+pub async fn preflight(opts: &SwarmOpts, workload: WorkloadKind) -> anyhow::Result<Option<String>> {
     anyhow::ensure!(
         stack::cli_on_path(),
         "--backend swarm needs the docker CLI to deploy stacks (there is no Engine API for \
@@ -79,20 +83,31 @@ pub async fn preflight(opts: &SwarmOpts) -> anyhow::Result<()> {
     );
     let engine = Engine::connect().await?;
     engine.manager_node().await?;
+    let dotnet = workload == WorkloadKind::Dotnet;
+    let dotnet_image = format!("{DOTNET_IMAGE}:{}", opts.tag());
     let images: Vec<String> = IMAGES
         .iter()
         .map(|i| format!("{i}:{}", opts.tag()))
+        .chain(dotnet.then(|| dotnet_image.clone()))
         .collect();
+    let build = format!(
+        "deploy/build-images.sh --all{} --tag starvation:{}",
+        if dotnet { " --dotnet" } else { "" },
+        opts.tag()
+    );
     let missing = engine.missing_images(&images).await?;
     if !missing.is_empty() {
         anyhow::bail!(
             "--backend swarm: image(s) {} not found on this node (no registry is used: nothing is \
-             pulled); build them with:\n    deploy/build-images.sh --all --tag starvation:{}\n\
+             pulled); build them with:\n    {build}\n\
              (or choose the tag you built with --swarm-tag)",
-            missing.join(", "),
-            opts.tag()
+            missing.join(", ")
         );
     }
+    let runtime = match dotnet {
+        true => Some(dotnet_image_runtime(&engine, &dotnet_image, &build).await?),
+        false => None,
+    };
     let mut doc = stack::stack_doc(Kernel::detect())?;
     publish_on_manager(&mut doc)?;
     let busy: Vec<String> = stack::host_ports(&doc)
@@ -106,7 +121,30 @@ pub async fn preflight(opts: &SwarmOpts) -> anyhow::Result<()> {
          (another stack? see `docker stack ls`, `ss -ltnp`); free them first",
         busy.join(", ")
     );
-    Ok(())
+    Ok(runtime)
+}
+
+/// The runtime version in the .NET workload's image, which must hold the service compiled from
+/// this binary's C# source (else the run would measure another service than it records).
+async fn dotnet_image_runtime(engine: &Engine, image: &str, build: &str) -> anyhow::Result<String> {
+    let labels = engine.image_labels(image).await?;
+    let want = crate::dotnet::build::source_hash();
+    let label = |key: &str| labels.get(key).map(String::as_str).unwrap_or("");
+    let source = label(DOTNET_SOURCE_LABEL);
+    anyhow::ensure!(
+        source == want,
+        "--workload dotnet: image {image} holds the .NET workload compiled from other sources \
+         (label {DOTNET_SOURCE_LABEL}={source:?}; this starvation's dotnet/*.cs hash to \
+         {want:.16}…); rebuild it:\n    {build}"
+    );
+    let runtime = label(DOTNET_RUNTIME_LABEL);
+    anyhow::ensure!(
+        runtime.starts_with(&format!("{}.", crate::dotnet::MAJOR)),
+        "--workload dotnet: image {image} says its runtime is {runtime:?} (label \
+         {DOTNET_RUNTIME_LABEL}), not .NET {}; rebuild it with a .NET {0} runtime:\n    {build}",
+        crate::dotnet::MAJOR
+    );
+    Ok(runtime.to_owned())
 }
 
 /// The Prometheus of a run's stack, at its published ports.

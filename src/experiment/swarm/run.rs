@@ -95,6 +95,7 @@ impl Backend for SwarmBackend {
             }
             let compose = stack::write_stack(
                 p,
+                run.state.workload,
                 &run.state.rules,
                 run.role,
                 &run.dir.join("stack"),

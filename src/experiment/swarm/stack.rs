@@ -6,10 +6,12 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 use std::path::Path;
 
-use crate::experiment::Profile;
+use crate::experiment::{Profile, WorkloadKind};
 use crate::results::runmeta::Role;
 
 const COMPOSE: &str = include_str!("../../../deploy/docker-compose.yml");
+/// The override that makes the workload the .NET service (`--workload dotnet`).
+const COMPOSE_DOTNET: &str = include_str!("../../../deploy/docker-compose.dotnet.yml");
 const PROMETHEUS_YML: &str = include_str!("../../../deploy/prometheus/prometheus.yml");
 const ALERTMANAGER_YML: &str = include_str!("../../../deploy/alertmanager/alertmanager.yml");
 
@@ -29,6 +31,13 @@ pub const IMAGES: [&str; 5] = [
     "starvation/alertmanager",
     "starvation/node-exporter",
 ];
+/// The workload's image with `--workload dotnet` (deploy/build-images.sh --dotnet), without its
+/// tag; the stack still needs [`IMAGES`] (the load runs from `starvation`).
+pub const DOTNET_IMAGE: &str = "starvation/dotnet";
+/// Labels of [`DOTNET_IMAGE`]: the Microsoft.NETCore.App version in it, and the hash of the
+/// C# source it was compiled from (`dotnet::build::source_hash`).
+pub const DOTNET_RUNTIME_LABEL: &str = "starvation.dotnet.runtime";
+pub const DOTNET_SOURCE_LABEL: &str = "starvation.dotnet.source";
 
 /// The docker CLI, for stacks only.
 const CLI: &str = "docker";
@@ -211,25 +220,31 @@ pub(super) fn host_ports(doc: &Value) -> Vec<u16> {
 /// `dir`.
 pub(super) fn stack_for_run(
     p: &Profile,
+    workload: WorkloadKind,
     role: Role,
     dir: &Path,
     kernel: Kernel,
 ) -> anyhow::Result<Value> {
     let mut doc = stack_doc(kernel)?;
     let svc = &mut doc["services"];
-    let mut serve: Vec<String> = [
-        "serve",
-        "--listen",
-        "0.0.0.0:5000",
-        "--data-dir",
-        "/data",
-        "--push-interval",
-        "1s",
-    ]
-    .map(String::from)
-    .to_vec();
-    serve.extend(p.replica_args());
-    svc["webserver"]["command"] = json!(serve);
+    match workload {
+        WorkloadKind::Model => {
+            let mut serve: Vec<String> = [
+                "serve",
+                "--listen",
+                "0.0.0.0:5000",
+                "--data-dir",
+                "/data",
+                "--push-interval",
+                "1s",
+            ]
+            .map(String::from)
+            .to_vec();
+            serve.extend(p.replica_args());
+            svc["webserver"]["command"] = json!(serve);
+        }
+        WorkloadKind::Dotnet => use_dotnet(&mut svc["webserver"], p)?,
+    }
     let deploy = &mut svc["webserver"]["deploy"];
     deploy["replicas"] = json!(p.initial_replicas);
     deploy["labels"]["starvation.min"] = json!(p.initial_replicas.to_string());
@@ -270,6 +285,45 @@ pub(super) fn stack_for_run(
     Ok(doc)
 }
 
+/// Compose's merge of an override file (`docker stack deploy -c base -c override`): maps
+/// merge key by key, anything else (a command list, a string) is replaced.
+fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k.as_str()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// The workload as the .NET service: `deploy/docker-compose.dotnet.yml` merged into the
+/// stack's `webserver`, then the profile's blocking time, minimum threads and processors (the
+/// model's `serve_args` do not apply: the runtime has its own pool).
+fn use_dotnet(web: &mut Value, p: &Profile) -> anyhow::Result<()> {
+    let over: Value =
+        serde_norway::from_str(COMPOSE_DOTNET).context("the embedded .NET stack override")?;
+    merge(web, &over["services"]["webserver"]);
+    let profile_args = p.dotnet_args();
+    let set_by_profile = |a: &str| {
+        let flag = a.split_once('=').map_or(a, |(f, _)| f);
+        profile_args.iter().any(|x| x == flag)
+    };
+    let mut cmd: Vec<Value> = web["command"]
+        .as_array()
+        .context("the .NET override's webserver has no command list")?
+        .iter()
+        .filter(|a| !a.as_str().is_some_and(set_by_profile))
+        .cloned()
+        .collect();
+    cmd.extend(["--push-interval", "1s"].map(Value::from));
+    cmd.extend(profile_args.into_iter().map(Value::from));
+    web["command"] = cmd.into();
+    web["environment"]["DOTNET_PROCESSOR_COUNT"] = p.dotnet_processors.to_string().into();
+    Ok(())
+}
+
 /// Write the run's stack (compose file, Prometheus, `rules`, Alertmanager) into `dir`. The
 /// returned compose file is the one to deploy: a private temporary file (mode 0600, removed
 /// when dropped), since the workload's command holds the profile's `serve_args` as given
@@ -277,13 +331,14 @@ pub(super) fn stack_for_run(
 /// redacted.
 pub(super) fn write_stack(
     profile: &Profile,
+    workload: WorkloadKind,
     rules: &str,
     role: Role,
     dir: &Path,
     kernel: Kernel,
 ) -> anyhow::Result<tempfile::NamedTempFile> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut doc = stack_for_run(profile, role, dir, kernel)?;
+    let mut doc = stack_for_run(profile, workload, role, dir, kernel)?;
     for (file, text) in [
         ("prometheus.yml", PROMETHEUS_YML),
         ("alert_rules.yml", rules),
@@ -378,165 +433,5 @@ pub async fn remove(stack: &str) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ALL: Kernel = Kernel {
-        ipvs: true,
-        esp: true,
-    };
-    const NO_IPVS: Kernel = Kernel {
-        ipvs: false,
-        esp: true,
-    };
-
-    /// This VM's kernel: no ESP, so a run's overlays go unencrypted (else no packet would cross
-    /// nodes); with ESP they stay encrypted.
-    #[test]
-    fn overlays_are_encrypted_only_where_the_kernel_can() {
-        let vm = "# CONFIG_INET_ESP is not set\n# CONFIG_CRYPTO_GCM is not set\nCONFIG_XFRM=y\n";
-        assert!(!esp_in_config(vm));
-        assert!(esp_in_config("CONFIG_INET_ESP=m\nCONFIG_CRYPTO_GCM=y\n"));
-        let with = stack_doc(ALL).unwrap();
-        assert_eq!(
-            with["networks"]["starvation"]["driver_opts"]["encrypted"],
-            ""
-        );
-        assert_eq!(with["networks"]["push"]["driver_opts"]["encrypted"], "");
-        let without = stack_doc(Kernel {
-            ipvs: true,
-            esp: false,
-        })
-        .unwrap();
-        for net in ["starvation", "push"] {
-            assert!(
-                without["networks"][net].get("driver_opts").is_none(),
-                "{net}"
-            );
-            assert_eq!(without["networks"][net]["driver"], "overlay");
-        }
-    }
-
-    #[test]
-    fn runs_publish_the_monitoring_the_runner_reads_and_the_file_does_not() {
-        // deploy/'s file publishes only the workload (through the routing mesh, with IPVS).
-        assert_eq!(host_ports(&stack_doc(ALL).unwrap()), [5000]);
-        assert!(host_ports(&stack_doc(NO_IPVS).unwrap()).is_empty());
-        let dir = Path::new("/x/stack");
-        for ipvs in [false, true] {
-            let kernel = Kernel { ipvs, esp: true };
-            let run = stack_for_run(&Profile::quick(), Role::Scaled, dir, kernel).unwrap();
-            let mut ports = host_ports(&run);
-            ports.sort();
-            let mut want = vec![SCALER_PORT, PROMETHEUS_PORT, ALERTMANAGER_PORT];
-            if ipvs {
-                want.push(5000);
-            }
-            want.sort();
-            assert_eq!(ports, want, "ipvs {ipvs}");
-            assert_eq!(run["services"]["prometheus"]["ports"][0]["mode"], "host");
-        }
-        let baseline = stack_for_run(&Profile::quick(), Role::Baseline, dir, NO_IPVS).unwrap();
-        assert!(!host_ports(&baseline).contains(&SCALER_PORT));
-    }
-
-    /// tests/swarm_stack.rs publishes first, then switches to dnsrr: both orders give host-mode
-    /// ports.
-    #[test]
-    fn dnsrr_keeps_long_syntax_ports_in_host_mode() {
-        let mut doc: Value = serde_norway::from_str(COMPOSE).unwrap();
-        publish_on_manager(&mut doc).unwrap();
-        use_dnsrr(&mut doc).unwrap();
-        let mut ports = host_ports(&doc);
-        ports.sort();
-        let mut want = vec![SCALER_PORT, PROMETHEUS_PORT, ALERTMANAGER_PORT];
-        want.sort();
-        assert_eq!(ports, want);
-        assert_eq!(doc["services"]["alertapi"]["ports"][0]["mode"], "host");
-    }
-
-    #[test]
-    fn runs_get_the_profile_and_the_scaler_only_when_scaled() {
-        let dir = Path::new("/x/stack");
-        let p = Profile::quick();
-        let scaled = stack_for_run(&p, Role::Scaled, dir, NO_IPVS).unwrap();
-        let web = &scaled["services"]["webserver"];
-        let cmd: Vec<&str> = web["command"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        assert!(
-            cmd.windows(2).any(|w| w == ["--block-ms", "2000"]),
-            "{cmd:?}"
-        );
-        let delay = crate::experiment::profile::paper_pool_args();
-        let delay: Vec<&str> = delay.iter().map(String::as_str).collect();
-        assert!(cmd.ends_with(&delay), "{cmd:?}");
-        assert_eq!(web["deploy"]["replicas"], 1);
-        assert_eq!(web["deploy"]["labels"]["starvation.max"], "5");
-        assert_eq!(web["deploy"]["endpoint_mode"], "dnsrr");
-        let alertapi = scaled["services"]["alertapi"]["command"].to_string();
-        for flag in [
-            "--cooldown=10s",
-            "--no-scale-down",
-            "--max=5",
-            "--min=1",
-            "--public-reads",
-        ] {
-            assert!(alertapi.contains(flag), "{alertapi}");
-        }
-        assert!(scaled["services"].get("grafana").is_none());
-        // The healthcheck stays: the scaler sends the spec back as the Engine's JSON.
-        assert!(web.get("healthcheck").is_some());
-        assert_eq!(
-            scaled["configs"]["alert_rules_yml"]["file"],
-            "/x/stack/alert_rules.yml"
-        );
-        assert_eq!(
-            scaled["configs"].as_object().unwrap().len(),
-            3,
-            "{}",
-            scaled["configs"]
-        );
-        let baseline = stack_for_run(&p, Role::Baseline, dir, NO_IPVS).unwrap();
-        assert!(baseline["services"].get("alertapi").is_none());
-    }
-
-    #[test]
-    fn the_run_folder_gets_the_stack_and_the_given_rules_and_no_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        let stack = dir.path().join("stack");
-        let mut profile = Profile::quick();
-        profile.serve_args = ["--mongodb-uri", "mongodb://admin:pw-PLANTED@db:27017"]
-            .map(String::from)
-            .to_vec();
-        let compose = write_stack(&profile, "groups: []\n", Role::Baseline, &stack, ALL).unwrap();
-        let rules = std::fs::read_to_string(stack.join("alert_rules.yml")).unwrap();
-        assert_eq!(rules, "groups: []\n");
-        let deployed = std::fs::read_to_string(compose.path()).unwrap();
-        assert!(
-            deployed.contains("pw-PLANTED"),
-            "the deployed stack has the real value"
-        );
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(compose.path())
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "the deployed stack is private: {mode:o}");
-        let record = std::fs::read_to_string(stack.join("docker-compose.yml")).unwrap();
-        assert!(!record.contains("pw-PLANTED"), "{record}");
-        assert!(record.contains("mongodb://admin:***@db:27017"), "{record}");
-        let doc: Value = serde_norway::from_str(&record).unwrap();
-        assert_eq!(
-            doc["configs"]["prometheus_yml"]["file"],
-            stack.join("prometheus.yml").display().to_string()
-        );
-        assert!(stack.join("alertmanager.yml").is_file());
-        let path = compose.path().to_path_buf();
-        drop(compose);
-        assert!(!path.exists(), "the deployed stack is removed after use");
-    }
-}
+#[path = "stack_tests.rs"]
+mod tests;
