@@ -36,11 +36,22 @@ pub struct Built {
     pub compiled: bool,
 }
 
+/// SHA-256 of `bytes`, in hex.
 pub fn hex_digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Move a folder built in `staging` to `dir` with one rename: nobody sees it half made, and a
+/// concurrent builder that got there first keeps its copy (ours is dropped).
+pub(super) fn publish(staging: tempfile::TempDir, dir: &Path) {
+    let staged = staging.keep();
+    if std::fs::rename(&staged, dir).is_err() {
+        let _ = std::fs::remove_dir_all(&staged);
+    }
 }
 
 /// The hash of the sources and compiler flags.
@@ -55,7 +66,7 @@ pub fn source_hash() -> String {
     for f in MCS_FLAGS {
         h.update(f.as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex(&h.finalize())
 }
 
 /// `$XDG_CACHE_HOME/starvation/dotnet`, else `~/.cache/starvation/dotnet`.
@@ -96,8 +107,7 @@ pub fn build(runtime: &Runtime, cache: &Path) -> Result<Built, DotnetError> {
     })
 }
 
-/// Compile into a staging folder, then rename it to `dir` (a concurrent build loses the race
-/// harmlessly; nobody sees a half-written assembly).
+/// Compile into a staging folder, then [`publish`] it as `dir`.
 fn compile(cache: &Path, dir: &Path) -> Result<(), DotnetError> {
     let mcs = crate::util::find_on_path("mcs").ok_or(DotnetError::NoCompiler)?;
     std::fs::create_dir_all(cache).map_err(DotnetError::io("creating", cache))?;
@@ -126,10 +136,7 @@ fn compile(cache: &Path, dir: &Path) -> Result<(), DotnetError> {
             ),
         });
     }
-    let staged = staging.keep();
-    if std::fs::rename(&staged, dir).is_err() {
-        let _ = std::fs::remove_dir_all(&staged);
-    }
+    publish(staging, dir);
     Ok(())
 }
 

@@ -146,7 +146,6 @@ fn launcher(root: &Path, host: &Path, cache: &Path) -> Result<PathBuf, DotnetErr
         return Ok(launcher);
     }
     std::fs::create_dir_all(cache).map_err(DotnetError::io("creating", cache))?;
-    // Built in a fresh folder, then renamed into place: a concurrent start never sees half.
     let staging = tempfile::Builder::new()
         .prefix(".host-")
         .tempdir_in(cache)
@@ -160,11 +159,7 @@ fn launcher(root: &Path, host: &Path, cache: &Path) -> Result<PathBuf, DotnetErr
         std::os::unix::fs::symlink(root.join(part), &link)
             .map_err(DotnetError::io("linking", &link))?;
     }
-    let staged = staging.keep();
-    if std::fs::rename(&staged, &dir).is_err() {
-        // Another process made it first: use theirs.
-        let _ = std::fs::remove_dir_all(&staged);
-    }
+    super::build::publish(staging, &dir);
     Ok(launcher)
 }
 

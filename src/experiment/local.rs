@@ -13,26 +13,29 @@ use std::time::Duration;
 use super::SERVICE;
 use super::record::LoadRecorder;
 use super::runner::{Backend, LoadEnd, RunContext, RunningLoad};
-use super::{LoadKind, State, WorkloadKind};
+use super::{LoadKind, WorkloadKind};
 use crate::orchestrator::local::{LocalConfig, LocalOrchestrator, ReplicaProgram};
 use crate::orchestrator::{Bounds, Orchestrator};
 use crate::scaler::controller::{ControllerConfig, Event};
 use crate::scaler::policy::PolicyConfig;
 
-/// What every replica of this experiment runs: `starvation serve` (this executable), or the
-/// .NET workload on its runtime (built once, then cached).
-pub fn replica_program(st: &State) -> anyhow::Result<ReplicaProgram> {
-    Ok(match st.workload {
-        WorkloadKind::Model => ReplicaProgram::serve(
+/// What every replica of this experiment runs: the .NET workload `sut` (found and built when
+/// the experiment was planned) seeing `processors` processors, else `starvation serve` (this
+/// executable).
+pub fn replica_program(
+    sut: Option<&crate::dotnet::Sut>,
+    processors: u32,
+) -> anyhow::Result<ReplicaProgram> {
+    Ok(match sut {
+        None => ReplicaProgram::serve(
             std::env::current_exe().context("locating the starvation executable")?,
         ),
-        WorkloadKind::Dotnet => {
-            let sut = crate::dotnet::Sut::prepare(st.dotnet.dotnet_root.as_deref())?;
+        Some(sut) => {
             let (path, lead_args) = sut.command();
             ReplicaProgram {
                 path,
                 lead_args,
-                env: crate::dotnet::Sut::env(st.profile.dotnet_processors),
+                env: crate::dotnet::Sut::env(processors),
             }
         }
     })

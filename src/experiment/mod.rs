@@ -227,7 +227,11 @@ fn progress(total: u64) -> indicatif::ProgressBar {
 }
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
-    let (st, out) = plan::prepare(&opts).await?;
+    let plan::Prepared {
+        state: st,
+        out,
+        sut,
+    } = plan::prepare(&opts).await?;
     eprintln!("experiment folder: {}", out.display());
     let cancel = CancellationToken::new();
     {
@@ -240,7 +244,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             cancel.cancel();
         });
     }
-    let program = local::replica_program(&st)?;
+    let program = local::replica_program(sut.as_ref(), st.profile.dotnet_processors)?;
     let per_run = st.profile.run_seconds() + run_overhead_s(st.backend);
     let bar = progress(per_run * 2 * st.runs as u64);
     for pair in 1..=st.runs {

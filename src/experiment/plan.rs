@@ -55,14 +55,14 @@ fn monitor_kind_for(
 }
 
 /// Refuses a workload that cannot run here, before anything starts; with `dotnet`, finds the
-/// runtime and builds the service (or says what to install) and returns the runtime's version.
+/// runtime and builds the service (or says what to install) and returns it.
 /// (On the swarm backend the replicas run the image's runtime: [`swarm::preflight`] checks the
 /// image and says which.)
 fn check_workload(
     workload: WorkloadKind,
     dotnet: &crate::dotnet::RuntimeOpts,
     profile: &Profile,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<crate::dotnet::Sut>> {
     if workload == WorkloadKind::Model {
         return Ok(None);
     }
@@ -73,8 +73,17 @@ fn check_workload(
             crate::util::redact::args(&profile.serve_args).join(" ")
         );
     }
-    let sut = crate::dotnet::Sut::prepare(dotnet.dotnet_root.as_deref())?;
-    Ok(Some(sut.runtime.version))
+    Ok(Some(crate::dotnet::Sut::prepare(
+        dotnet.dotnet_root.as_deref(),
+    )?))
+}
+
+/// What [`prepare`] settled: the plan, the folder it writes, and with `--workload dotnet` the
+/// .NET service found and built (once, for every run).
+pub(super) struct Prepared {
+    pub state: State,
+    pub out: PathBuf,
+    pub sut: Option<crate::dotnet::Sut>,
 }
 
 /// Refuses a load generator that cannot run here, before anything starts.
@@ -123,13 +132,14 @@ fn link_latest(root: &Path, dir: &Path) -> anyhow::Result<()> {
 /// The experiment's plan and its folder: read back on --resume, else checked and written.
 /// Every flag is checked before the output folder is looked at, so a bad flag is reported as
 /// the bad flag.
-pub(super) async fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
+pub(super) async fn prepare(opts: &Opts) -> anyhow::Result<Prepared> {
     if opts.resume {
         let out = opts
             .out
             .clone()
             .unwrap_or_else(|| Path::new(DEFAULT_OUT_ROOT).join(LATEST_LINK));
-        return Ok((resume_state(opts, &out).await?, out));
+        let (state, sut) = resume_state(opts, &out).await?;
+        return Ok(Prepared { state, out, sut });
     }
     let profile = Profile::resolve(opts.profile.as_deref().unwrap_or("paper"))?;
     let rules_path = opts.rules.clone().or_else(|| profile.rules.clone());
@@ -143,7 +153,8 @@ pub(super) async fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
     let load = opts.load.unwrap_or_default();
     check_load(load, backend, &profile)?;
     let workload = opts.workload.unwrap_or_default();
-    let mut dotnet_runtime = check_workload(workload, &opts.dotnet, &profile)?;
+    let sut = check_workload(workload, &opts.dotnet, &profile)?;
+    let mut dotnet_runtime = sut.as_ref().map(|s| s.runtime.version.clone());
     // Refuse what cannot run before anything starts: rules the embedded monitor cannot
     // evaluate, missing Prometheus binaries, no Swarm.
     match (backend, monitor_kind) {
@@ -194,11 +205,18 @@ pub(super) async fn prepare(opts: &Opts) -> anyhow::Result<(State, PathBuf)> {
     if opts.out.is_none() {
         link_latest(Path::new(DEFAULT_OUT_ROOT), &out)?;
     }
-    Ok((st, out))
+    Ok(Prepared {
+        state: st,
+        out,
+        sut,
+    })
 }
 
 /// The saved plan of the experiment in `out`, checked against the flags given with --resume.
-async fn resume_state(opts: &Opts, out: &Path) -> anyhow::Result<State> {
+async fn resume_state(
+    opts: &Opts,
+    out: &Path,
+) -> anyhow::Result<(State, Option<crate::dotnet::Sut>)> {
     let state_path = out.join(STATE_FILE);
     let bytes = std::fs::read(&state_path).with_context(|| {
         format!(
@@ -255,7 +273,8 @@ async fn resume_state(opts: &Opts, out: &Path) -> anyhow::Result<State> {
     if opts.dotnet.dotnet_root.is_some() {
         st.dotnet = opts.dotnet.clone();
     }
-    let mut runtime = check_workload(st.workload, &st.dotnet, &st.profile)?;
+    let sut = check_workload(st.workload, &st.dotnet, &st.profile)?;
+    let mut runtime = sut.as_ref().map(|s| s.runtime.version.clone());
     st.swarm = st.swarm.resumed(&opts.swarm);
     if st.backend == BackendKind::Swarm
         && let Some(image_runtime) = swarm::preflight(&st.swarm, st.workload).await?
@@ -273,5 +292,5 @@ async fn resume_state(opts: &Opts, out: &Path) -> anyhow::Result<State> {
     if st.monitor == MonitorKind::Embedded {
         monitor::parse_rules(&st.rules)?;
     }
-    Ok(st)
+    Ok((st, sut))
 }

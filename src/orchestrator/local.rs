@@ -76,12 +76,6 @@ impl From<&str> for ReplicaProgram {
     }
 }
 
-impl From<String> for ReplicaProgram {
-    fn from(path: String) -> Self {
-        ReplicaProgram::serve(path)
-    }
-}
-
 impl LocalConfig {
     /// The Pushgateway the replicas push to: their `--pushgateway` flag (they inherit none of
     /// our `STARVATION_*` variables).

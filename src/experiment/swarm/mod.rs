@@ -104,9 +104,10 @@ pub async fn preflight(opts: &SwarmOpts, workload: WorkloadKind) -> anyhow::Resu
             missing.join(", ")
         );
     }
-    let runtime = match dotnet {
-        true => Some(dotnet_image_runtime(&engine, &dotnet_image, &build).await?),
-        false => None,
+    let runtime = if dotnet {
+        Some(dotnet_image_runtime(&engine, &dotnet_image, &build).await?)
+    } else {
+        None
     };
     let mut doc = stack::stack_doc(Kernel::detect())?;
     publish_on_manager(&mut doc)?;
