@@ -280,6 +280,7 @@ mod dotnet_rules_in_the_embedded_monitor {
             max_threads: 32767,
             queue_length: queue,
             starvation_injections: 0,
+            hill_climbing_moves: 0,
             threads_created: 4,
             threads_retired: 0,
             completed_items: 7,

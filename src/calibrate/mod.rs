@@ -50,8 +50,8 @@ pub struct Opts {
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     pub delay_step: Duration,
 
-    /// Simulated runs per delay, each with the gate's first tick at a different phase (a real
-    /// replica's gate runs from its start, not from the load's); their busy curves are averaged.
+    /// Simulated runs per delay, each with hill climbing's random sample intervals seeded
+    /// differently (seeds 0..N); their busy curves are averaged.
     #[arg(long, default_value_t = 5)]
     pub repeats: u32,
 
@@ -154,26 +154,23 @@ pub fn profile_model(p: &Profile, until: Duration) -> anyhow::Result<(PoolConfig
         block: Duration::from_millis(p.block_ms),
         timeout: Duration::from_secs(p.timeout_s),
         max_vus: p.max_vus,
-        gate_phase: Duration::ZERO,
+        gate_latency: sim::GATE_LATENCY,
         step: Duration::from_secs(5),
         until,
     };
     Ok((pool, scenario))
 }
 
-/// The busy curve averaged over `repeats` gate phases spread across one gate interval.
+/// The busy curve averaged over `repeats` seeds of hill climbing's random sample intervals.
 pub fn mean_busy(pool: &PoolConfig, scenario: &Scenario, repeats: u32) -> Series {
     let repeats = repeats.max(1);
     let traces: Vec<Trace> = (0..repeats)
         .map(|i| {
-            let phase = pool.gate_interval * i / repeats;
-            simulate(
-                pool,
-                &Scenario {
-                    gate_phase: phase,
-                    ..scenario.clone()
-                },
-            )
+            let seeded = PoolConfig {
+                seed: u64::from(i),
+                ..pool.clone()
+            };
+            simulate(&seeded, scenario)
         })
         .collect();
     traces[0]

@@ -56,9 +56,14 @@ async fn test_threadpool(State(app): State<Arc<App>>) -> Result<Json<serde_json:
     }
     let (done, wait) = tokio::sync::oneshot::channel();
     let block = app.block;
+    // The original runs `Task.Run(() => Thread.Sleep(block)).Wait()` on a pool thread: `Wait`
+    // inlines the task there, and the task's end counts as a completion of its own before the
+    // item's (`TryExecuteTaskInline` → `NotifyWorkItemProgress`; docs/dotnet-pool.md §3).
+    let inlined_task = app.pool.progress();
     app.pool.enqueue(move || {
         let waited = queued.elapsed();
         std::thread::sleep(block);
+        inlined_task.notify();
         let _ = done.send(waited);
     });
     let waited = wait.await.map_err(|_| ApiError::PoolGone)?;

@@ -304,6 +304,7 @@ mod tests {
             max_threads: 32767,
             queue_length: 12,
             starvation_injections: 4,
+            hill_climbing_moves: 0,
             threads_created: 6,
             threads_retired: 0,
             completed_items: 9,

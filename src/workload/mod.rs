@@ -2,6 +2,7 @@
 //! thread of a .NET-like pool, so a burst of requests starves the pool exactly like the paper's
 //! .NET 8 service; with the original's gauges, a Pushgateway pusher and a document store.
 
+pub mod hill_climbing;
 pub mod http;
 pub mod metrics;
 pub mod pool;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use metrics::Metrics;
+use hill_climbing::HillClimbingConfig;
 use pool::{CpuSource, PoolConfig, ThreadPool};
 use process::CpuMeter;
 use store::Store;
@@ -52,12 +54,14 @@ pub struct Opts {
     #[arg(long, env = "STARVATION_MAX_THREADS", default_value_t = 32767)]
     pub max_threads: u32,
 
-    /// Gate thread period: how often starvation is checked (.NET: 500ms).
+    /// Gate thread period: how often starvation is checked, on a grid from the first thread
+    /// request (.NET: 500ms).
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub gate_interval: Duration,
 
-    /// Age of the last dispatch after which a pending request counts as starved, while CPU
-    /// is below --cpu-high-percent (.NET: 500ms).
+    /// Age of the pool's last progress (a thread request taken or a work item completed) after
+    /// which a pending request counts as starved, while CPU is below --cpu-high-percent
+    /// (.NET: 500ms).
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub starvation_delay: Duration,
 
@@ -73,6 +77,22 @@ pub struct Opts {
     /// Idle pool threads exit after this long without work (.NET: 20s).
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+
+    /// How long a newly created pool thread takes to reach its first work item (.NET 8 here:
+    /// 44ms, measured; it is why a starved pool gains one thread per second, not two).
+    #[arg(long, default_value = "44ms", value_parser = parse_duration)]
+    pub thread_start_delay: Duration,
+
+    /// Turn hill climbing off: the goal then moves only by starvation injection and idle
+    /// retirement (.NET: `System.Threading.ThreadPool.HillClimbing.Disable`). Default: on, as
+    /// in .NET.
+    #[arg(long)]
+    pub no_hill_climbing: bool,
+
+    /// Seed of hill climbing's random sample intervals (10–200 ms). Default: the process id,
+    /// as .NET seeds it; give one to make a replica's moves repeatable.
+    #[arg(long, value_name = "N")]
+    pub pool_seed: Option<u64>,
 
     /// Reported max_completion_port_threads (.NET on Linux: 1000; none are ever busy).
     #[arg(long, default_value_t = 1000)]
@@ -235,6 +255,11 @@ impl Opts {
             "--store mongodb needs --mongodb-uri (e.g. mongodb://mongo:27017)"
         );
         anyhow::ensure!(
+            self.thread_start_delay <= Duration::from_secs(10),
+            "--thread-start-delay must be at most 10s (got {:?}); .NET's is about 44ms",
+            self.thread_start_delay
+        );
+        anyhow::ensure!(
             self.block_ms <= MAX_BLOCK_MS,
             "--block-ms must be at most {MAX_BLOCK_MS} (ten minutes; got {}); the paper's is 2000",
             self.block_ms
@@ -253,6 +278,12 @@ impl Opts {
             cpu_high_percent: self.cpu_high_percent,
             cpu_high_delay_per_thread: self.cpu_high_delay_per_thread,
             idle_timeout: self.idle_timeout,
+            thread_start_delay: self.thread_start_delay,
+            tick_resolution: Duration::from_millis(4),
+            hill_climbing: (!self.no_hill_climbing).then(HillClimbingConfig::dotnet_defaults),
+            seed: self
+                .pool_seed
+                .unwrap_or_else(|| u64::from(std::process::id())),
         })
     }
 
@@ -545,7 +576,11 @@ mod tests {
         let o = opts(&[]);
         let cfg = o.pool_config().unwrap();
         assert_eq!(cfg.min_threads, process::processor_count());
-        assert_eq!(cfg, PoolConfig::dotnet_defaults(process::processor_count()));
+        let seeded = PoolConfig {
+            seed: u64::from(std::process::id()),
+            ..PoolConfig::dotnet_defaults(process::processor_count())
+        };
+        assert_eq!(cfg, seeded);
         assert_eq!(o.listen.port(), 5000);
         assert_eq!(o.block_ms, 2000);
         let addr: SocketAddr = "0.0.0.0:5000".parse().unwrap();
