@@ -2,6 +2,7 @@
 //! thread of a .NET-like pool, so a burst of requests starves the pool exactly like the paper's
 //! .NET 8 service; with the original's gauges, a Pushgateway pusher and a document store.
 
+pub mod hill_climbing;
 pub mod http;
 pub mod metrics;
 pub mod pool;
