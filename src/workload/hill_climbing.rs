@@ -317,10 +317,10 @@ impl HillClimbing {
         // Update: `sampleCount = min(_totalSamples - 1, _samplesToMeasure) / _wavePeriod * _wavePeriod`.
         let sample_count = (self.total_samples - 1).min(ring) as usize / period * period;
         if sample_count > period {
-            let window = |ring_: &[f64]| -> f64 {
+            let window = |values: &[f64]| -> f64 {
                 (0..sample_count as u64)
                     .map(|i| {
-                        ring_[((self.total_samples - sample_count as u64 + i) % ring) as usize]
+                        values[((self.total_samples - sample_count as u64 + i) % ring) as usize]
                     })
                     .sum::<f64>()
                     / sample_count as f64
@@ -332,8 +332,8 @@ impl HillClimbing {
                 let bands = sample_count as f64 / period as f64;
                 let adjacent1 = sample_count as f64 / (bands + 1.0);
                 let adjacent2 = sample_count as f64 / (bands - 1.0);
-                let goertzel = |ring_: &[f64], p: f64| {
-                    wave_component(ring_, self.total_samples, sample_count, p)
+                let goertzel = |values: &[f64], p: f64| {
+                    wave_component(values, self.total_samples, sample_count, p)
                 };
                 let throughput_wave =
                     goertzel(&self.samples, period as f64).div_scalar(average_throughput);
@@ -453,3 +453,6 @@ impl HillClimbing {
     }
 }
 
+#[cfg(test)]
+#[path = "hill_climbing_tests.rs"]
+mod tests;
