@@ -97,14 +97,12 @@ fn store_named(v: &str) -> crate::workload::StoreKind {
         .unwrap_or(crate::workload::StoreKind::Sqlite)
 }
 
-/// The pool's starvation delay for the paper's profile, fitted by `starvation calibrate` (see
-/// docs/calibrate.md) to the rise of the paper's baseline busy-worker-thread mean curve (its 98
-/// published pairs): every delay in 1.50–1.76 s fits as well (NRMSE 0.064 over the rise), as
-/// the 500 ms gate then injects one thread every 2 s; 1.63 s is the middle. A local replica's
-/// blocking requests use no CPU, so .NET's nominal 500 ms would grow the pool with the demand
-/// and hide the starvation the paper's busy one-vCPU worker showed.
+/// The paper profile's extra `serve` arguments: none. The pool runs .NET 8.0.4's own constants
+/// and rules (docs/dotnet-pool.md, docs/workload.md "The pool model"). Earlier versions passed
+/// `--starvation-delay 1630ms`, fitted by `calibrate` to the paper's busy-thread curve with no
+/// mechanism behind it; `starvation compare` now measures the model against the runtime instead.
 pub fn paper_pool_args() -> Vec<String> {
-    ["--starvation-delay", "1630ms"].map(String::from).to_vec()
+    Vec::new()
 }
 
 impl Profile {

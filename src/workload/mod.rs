@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use metrics::Metrics;
 use hill_climbing::HillClimbingConfig;
+use metrics::Metrics;
 use pool::{CpuSource, PoolConfig, ThreadPool};
 use process::CpuMeter;
 use store::Store;

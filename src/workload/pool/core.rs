@@ -219,7 +219,9 @@ impl<J> Core<J> {
     pub fn gate_tick(&mut self, now: Instant, cpu_percent: f64) -> Wake {
         self.cpu_percent = cpu_percent;
         // Strictly older than the delay (`cgt.un` in the IL), on the tick count's steps.
-        let age = self.tick_count(now).saturating_sub(self.tick_count(self.last_progress));
+        let age = self
+            .tick_count(now)
+            .saturating_sub(self.tick_count(self.last_progress));
         let starving = self.counts.requested > 0 && age > self.required_delay(cpu_percent);
         let mut wake = Wake::default();
         if starving

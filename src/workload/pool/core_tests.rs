@@ -107,7 +107,11 @@ fn below_min_threads_work_starts_at_once() {
 fn the_gate_starts_on_a_request_ticks_on_a_grid_and_parks_when_idle() {
     let t0 = Instant::now();
     let mut core: Core<u32> = Core::new(no_hill(2), t0);
-    assert_eq!(core.next_gate_tick(), None, "parked until the first request");
+    assert_eq!(
+        core.next_gate_tick(),
+        None,
+        "parked until the first request"
+    );
     let w = core.enqueue(1, t0 + ms(130));
     assert!(w.start_gate);
     assert_eq!(core.next_gate_tick(), Some(t0 + ms(630)));
@@ -135,7 +139,11 @@ fn fully_starved_the_gate_injects_every_other_tick() {
     let mut injected_at = vec![];
     for k in 1..=8 {
         let tick = core.next_gate_tick().unwrap();
-        assert_eq!(tick, t0 + ms(500 * k), "a fixed grid from the first request");
+        assert_eq!(
+            tick,
+            t0 + ms(500 * k),
+            "a fixed grid from the first request"
+        );
         let w = core.gate_tick(tick, 0.0);
         if w.released() > 0 {
             injected_at.push(k);
