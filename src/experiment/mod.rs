@@ -160,7 +160,9 @@ pub struct Opts {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: Option<u32>,
     /// `paper`, `quick` (the same shape, about two minutes a pair) or a TOML file
-    /// (see scenarios/experiment-example.toml). On --resume: as first given.
+    /// (see scenarios/experiment-example.toml). The report compares the curves with the
+    /// paper's only under the paper's load (its stages, start rate, block_ms and min_threads).
+    /// On --resume: as first given.
     #[arg(long)]
     pub profile: Option<String>,
     /// Where the replicas run. Default local (on --resume: as first given).

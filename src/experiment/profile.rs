@@ -105,6 +105,74 @@ pub fn paper_pool_args() -> Vec<String> {
     Vec::new()
 }
 
+/// One part of a profile's load that is not the paper's (what makes its curves incomparable
+/// with the paper's; the timeout, VUs and graceful stop do not change the load).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "what", rename_all = "snake_case")]
+pub enum LoadDifference {
+    Stages {
+        ours: String,
+        paper: String,
+    },
+    StartRate {
+        ours: f64,
+        paper: f64,
+    },
+    BlockMs {
+        ours: u64,
+        paper: u64,
+    },
+    /// The paper's worker had one vCPU: a pool of minimum one thread.
+    MinThreads {
+        ours: u32,
+        paper: u32,
+    },
+}
+
+impl std::fmt::Display for LoadDifference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadDifference::Stages { ours, paper } => write!(f, "stages `{ours}` vs `{paper}`"),
+            LoadDifference::StartRate { ours, paper } => {
+                write!(f, "start rate {ours}/s vs {paper}/s")
+            }
+            LoadDifference::BlockMs { ours, paper } => {
+                write!(f, "block time {ours} ms vs {paper} ms")
+            }
+            LoadDifference::MinThreads { ours, paper } => {
+                write!(f, "min threads {ours} vs {paper}")
+            }
+        }
+    }
+}
+
+/// Why a profile's runs are not compared with the paper's curves: every part of its load that
+/// differs from the paper's (never empty).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotComparable {
+    pub differences: Vec<LoadDifference>,
+}
+
+impl std::fmt::Display for NotComparable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.differences.iter().map(|d| d.to_string()).collect();
+        write!(
+            f,
+            "this profile's load differs from the paper's ({})",
+            parts.join("; ")
+        )
+    }
+}
+
+/// The same stages, however written (`30s` and `0.5m` alike); text that does not parse is
+/// never the paper's.
+fn same_stages(a: &str, b: &str) -> bool {
+    match (crate::load::parse_stages(a), crate::load::parse_stages(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 impl Profile {
     /// The paper: its k6 stages, 2 s blocking requests, a one-vCPU-like pool (min threads 1),
     /// one replica to start, up to 5.
@@ -140,6 +208,43 @@ impl Profile {
             cooldown_s: 10,
             flap_window_s: default_flap_window(),
             ..Profile::paper()
+        }
+    }
+
+    /// `Ok` when this profile's load is the paper's: its stages, start rate, 2 s blocking
+    /// requests and a pool of minimum one thread (the paper's one-vCPU worker). Only then are
+    /// its curves compared with the paper's (the report's Fidelity and Goals).
+    pub fn comparable_with_paper(&self) -> Result<(), NotComparable> {
+        let paper = Profile::paper();
+        let mut differences = Vec::new();
+        if !same_stages(&self.stages, &paper.stages) {
+            differences.push(LoadDifference::Stages {
+                ours: self.stages.clone(),
+                paper: paper.stages,
+            });
+        }
+        if self.start_rate != paper.start_rate {
+            differences.push(LoadDifference::StartRate {
+                ours: self.start_rate,
+                paper: paper.start_rate,
+            });
+        }
+        if self.block_ms != paper.block_ms {
+            differences.push(LoadDifference::BlockMs {
+                ours: self.block_ms,
+                paper: paper.block_ms,
+            });
+        }
+        if self.min_threads != paper.min_threads {
+            differences.push(LoadDifference::MinThreads {
+                ours: self.min_threads,
+                paper: paper.min_threads,
+            });
+        }
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(NotComparable { differences })
         }
     }
 
@@ -368,6 +473,65 @@ mod tests {
         assert_eq!(saved, p.shown());
         assert_eq!(saved.redacted_args(), ["mongodb://admin:***@db:27017"]);
         assert!(Profile::quick().redacted_args().is_empty());
+    }
+
+    #[test]
+    fn only_the_papers_load_is_comparable_with_the_paper() {
+        assert_eq!(Profile::paper().comparable_with_paper(), Ok(()));
+        // What does not change the load does not matter; the stages compare as parsed.
+        let mut p = Profile::paper();
+        (
+            p.timeout_s,
+            p.graceful_stop_s,
+            p.max_vus,
+            p.pre_allocated_vus,
+        ) = (5, 1, 7, 7);
+        (p.max_replicas, p.cooldown_s, p.name) = (2, 3, "mine".into());
+        p.stages = "15:0.5m, 20:30s,30:30s,35:30000ms,5:30s".into();
+        assert_eq!(p.comparable_with_paper(), Ok(()));
+
+        let quick = Profile::quick().comparable_with_paper().unwrap_err();
+        assert_eq!(
+            quick.differences,
+            [LoadDifference::Stages {
+                ours: "15:10s,20:10s,30:10s,35:10s,5:10s".into(),
+                paper: crate::load::PAPER_STAGES.into(),
+            }]
+        );
+        assert_eq!(
+            quick.to_string(),
+            "this profile's load differs from the paper's (stages \
+             `15:10s,20:10s,30:10s,35:10s,5:10s` vs `15:30s,20:30s,30:30s,35:30s,5:30s`)"
+        );
+    }
+
+    #[test]
+    fn a_toml_profile_with_the_papers_stages_and_another_block_time_is_not_comparable() {
+        let mut t = Profile::paper().to_toml();
+        t = t.replace("block_ms = 2000", "block_ms = 1000");
+        let p = Profile::from_toml(&t).unwrap();
+        assert_eq!(p.stages, crate::load::PAPER_STAGES);
+        let e = p.comparable_with_paper().unwrap_err();
+        assert_eq!(
+            e.differences,
+            [LoadDifference::BlockMs {
+                ours: 1000,
+                paper: 2000
+            }]
+        );
+        assert!(
+            e.to_string().contains("block time 1000 ms vs 2000 ms"),
+            "{e}"
+        );
+
+        // Every difference is named, in the profile's order.
+        let mut p = Profile::paper();
+        (p.start_rate, p.min_threads) = (2.0, 4);
+        let e = p.comparable_with_paper().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "this profile's load differs from the paper's (start rate 2/s vs 1/s; min threads 4 vs 1)"
+        );
     }
 
     #[test]

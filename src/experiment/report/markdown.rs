@@ -1,7 +1,8 @@
 //! `report.md`: the verdict, our numbers beside the paper's (headline and raw data), where the
 //! requests went, replicas over time, figures, configuration, machine.
 
-use super::{Report, RoleNumbers};
+use super::{PaperComparison, Report, RoleNumbers};
+use crate::experiment::Profile;
 
 pub(super) fn opt_s(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.0} s")).unwrap_or_else(|| "—".into())
@@ -201,8 +202,11 @@ pub fn render_markdown(r: &Report) -> String {
     md.push_str(&format!("- baseline: {}\n", timeline(b)));
     md.push_str(&format!("- scaled: {}\n\n", timeline(s)));
     md.push_str(&super::placement::placement_section(r));
-    md.push_str(&fidelity_table(&r.fidelity));
-    md.push_str(&goals_table(&r.goals, r.baseline.runs.min(r.scaled.runs)));
+    md.push_str(&paper_section(
+        &r.paper_comparison,
+        p,
+        r.baseline.runs.min(r.scaled.runs),
+    ));
     md.push_str("## Figures\n\n");
     for f in &r.figures {
         md.push_str(&format!("![{f}]({f})\n\n"));
@@ -222,6 +226,34 @@ pub fn render_markdown(r: &Report) -> String {
         r.machine.hostname
     ));
     md
+}
+
+/// The Fidelity section and its Goals for the paper's load; for another, why they are absent
+/// and how to compare it (`runs`: pairs a role).
+fn paper_section(c: &PaperComparison, profile: &Profile, runs: usize) -> String {
+    match c {
+        PaperComparison::Compared { fidelity, goals } => {
+            fidelity_table(fidelity) + &goals_table(goals, runs)
+        }
+        PaperComparison::NotComparable(why) => format!(
+            "## Fidelity\n\nNot comparable with the paper: {why}. Run `--profile paper` to compare, \
+             or compare the model with the .NET 8 runtime under this load: {}.\n\n\
+             ### Goals\n\nNone assessed: the goals are the paper's figures, and this profile's load \
+             is not the paper's.\n\n",
+            compare_command(profile)
+        ),
+    }
+}
+
+/// The `starvation compare` command that runs this profile's load on both.
+fn compare_command(p: &Profile) -> String {
+    if *p == Profile::quick() {
+        "`starvation compare --scenario profile:quick`".into()
+    } else {
+        "`starvation compare --scenario profile:FILE.toml` with this profile (its TOML is under \
+         Configuration below)"
+            .into()
+    }
 }
 
 /// The Fidelity section: our mean curves beside the paper's raw mean curves.
@@ -293,6 +325,69 @@ fn short(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_papers_load_gets_the_fidelity_table_and_the_goals() {
+        let md = paper_section(
+            &super::super::comparison::compared_example(),
+            &Profile::paper(),
+            1,
+        );
+        assert!(
+            md.contains("## Fidelity\n\nOur mean curves against the paper's"),
+            "{md}"
+        );
+        assert!(md.contains("| metric | run | peak |"), "{md}");
+        assert!(
+            md.contains("| goal | ours | 95 % interval | paper | aim | met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| baseline queue-length peak | 300 | 290–310 | 64 | 44.8–83.2 | no |"),
+            "{md}"
+        );
+        assert!(!md.contains("Not comparable"), "{md}");
+    }
+
+    #[test]
+    fn another_load_says_not_comparable_instead_of_the_tables() {
+        let quick = Profile::quick();
+        let c = PaperComparison::NotComparable(quick.comparable_with_paper().unwrap_err());
+        let md = paper_section(&c, &quick, 1);
+        assert!(
+            md.contains(
+                "Not comparable with the paper: this profile's load differs from the paper's \
+                 (stages `15:10s,20:10s,30:10s,35:10s,5:10s` vs `15:30s,20:30s,30:30s,35:30s,5:30s`). \
+                 Run `--profile paper` to compare"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("`starvation compare --scenario profile:quick`"),
+            "{md}"
+        );
+        assert!(md.contains("### Goals\n\nNone assessed"), "{md}");
+        for table in [
+            "| metric |",
+            "| goal |",
+            "| yes |",
+            "| no |",
+            "Scaled / baseline p99",
+        ] {
+            assert!(!md.contains(table), "{table:?} in:\n{md}");
+        }
+
+        // A TOML profile is named by its file, whose text the report shows.
+        let mut own = Profile::paper();
+        own.block_ms = 1000;
+        let c = PaperComparison::NotComparable(own.comparable_with_paper().unwrap_err());
+        let md = paper_section(&c, &own, 1);
+        assert!(md.contains("(block time 1000 ms vs 2000 ms)"), "{md}");
+        assert!(
+            md.contains("--scenario profile:FILE.toml` with this profile"),
+            "{md}"
+        );
+    }
 
     #[test]
     fn whole_numbers_print_as_integers() {

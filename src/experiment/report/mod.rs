@@ -1,5 +1,6 @@
 //! After the runs: aggregate, figures, and `report.md` + `report.json`.
 
+mod comparison;
 mod fidelity;
 mod goals;
 mod markdown;
@@ -7,6 +8,7 @@ mod numbers;
 mod paper;
 mod placement;
 
+pub use comparison::PaperComparison;
 pub use fidelity::{Fidelity, FidelityRow, fidelity, paper_curve};
 pub use goals::{Goal, goals};
 pub use markdown::render_markdown;
@@ -46,10 +48,11 @@ pub struct Report {
     pub paper: serde_json::Value,
     /// The paper's published raw exports, read by our own aggregate.
     pub paper_raw: RawNumbers,
-    /// Our mean curves against the paper's raw mean curves (validation, nothing fitted).
-    pub fidelity: Fidelity,
-    /// The fidelity goals, each with a bootstrap 95 % interval over the runs.
-    pub goals: Vec<Goal>,
+    /// Our mean curves against the paper's raw mean curves (validation, nothing fitted) and the
+    /// fidelity goals, each with a bootstrap 95 % interval over the runs; or, for a profile
+    /// whose load is not the paper's, why not. Serialised as the keys `fidelity` and `goals`.
+    #[serde(flatten)]
+    pub paper_comparison: PaperComparison,
     /// Scale events in every scaled run and none in any baseline run, and the scaled p99 peak
     /// at least 5 % below the baseline's ([`VERDICT_P99_RATIO`]).
     pub verdict_scaling_helped: bool,
@@ -136,8 +139,7 @@ pub fn finish(out: &Path, st: &State) -> anyhow::Result<Vec<String>> {
             "scaled": {"p99_s": PAPER_SCALED_P99_S, "queue_peak": PAPER_SCALED_QUEUE_PEAK},
         }),
         paper_raw: paper_raw(),
-        fidelity: fidelity(&agg)?,
-        goals: goals(&pairs)?,
+        paper_comparison: PaperComparison::of(&st.profile, &agg, &pairs)?,
         verdict_scaling_helped: verdict,
         machine: machine(),
         figures,
@@ -157,6 +159,7 @@ pub fn finish(out: &Path, st: &State) -> anyhow::Result<Vec<String>> {
             report.scaled.queue_peak,
             markdown::opt_s(report.scaled.first_scale_s)
         ),
+        report.paper_comparison.summary_line(),
         format!("report: {}", out.join("report.md").display()),
     ])
 }
