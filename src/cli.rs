@@ -39,6 +39,9 @@ pub enum Command {
     /// Run the paper's experiment: baseline and scaled runs in pairs, then aggregate, figures
     /// and a report.
     Experiment(crate::experiment::Opts),
+    /// Run the .NET 8 reference service and the model one after the other under the same load
+    /// and compare their curves (busy threads, pool threads, queue, latency) and totals.
+    Compare(crate::compare::Opts),
     /// Fit the pool's starvation delay to the paper's baseline busy-worker-thread curve by
     /// least squares over simulated runs, and print the fit and its error.
     Calibrate(crate::calibrate::Opts),
@@ -71,6 +74,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load(opts) => crate::load::run(opts).await,
         Command::Experiment(opts) => crate::experiment::run(opts).await,
         Command::Calibrate(opts) => crate::calibrate::run(opts).await,
+        Command::Compare(opts) => crate::compare::command(opts).await.map_err(|e| match e {
+            crate::compare::CompareError::Interrupted => crate::Interrupted.into(),
+            e => e.into(),
+        }),
     }
 }
 

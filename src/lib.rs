@@ -4,6 +4,7 @@
 pub mod calibrate;
 pub mod child;
 pub mod cli;
+pub mod compare;
 pub mod dotnet;
 pub mod experiment;
 pub mod figures;

@@ -42,6 +42,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "workload",
         ],
     ),
+    (
+        "compare",
+        &[
+            "child",
+            "dotnet",
+            "experiment",
+            "figures",
+            "load",
+            "results",
+            "util",
+            "workload",
+        ],
+    ),
 ];
 
 fn rust_files(path: &Path, out: &mut Vec<PathBuf>) {

@@ -187,7 +187,7 @@ where
 
 /// Cut a legend strip off the top of `area`, draw the legend in it; returns the legend box and
 /// the area below.
-fn legend_strip<DB: DrawingBackend>(
+pub(super) fn legend_strip<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     entries: &[Entry],
     s: &Sizes,
@@ -233,7 +233,7 @@ fn mark_entries(marks: &ScaleMarks, s: &Sizes) -> Vec<Entry> {
     v
 }
 
-fn series_entry(label: &str, color: RGBColor, marker: Marker) -> Entry {
+pub(super) fn series_entry(label: &str, color: RGBColor, marker: Marker) -> Entry {
     Entry {
         label: label.into(),
         swatch: Swatch::Series { color, marker },

@@ -9,6 +9,7 @@ pub mod data;
 mod draw;
 mod legend;
 mod panel;
+pub mod timeline;
 
 pub use data::{MeanData, Series, parse_mean_csv, read_mean_csv, read_mean_data};
 pub use draw::{Geometry, Rect, draw_figure};

@@ -131,6 +131,23 @@ pub fn bootstrap_median_ci(
     })
 }
 
+/// [`bootstrap_ci`] of the mean of `xs`, resampled with replacement (a percentile bootstrap).
+/// One value gives the interval `(x, x)`. `None` for an empty slice.
+pub fn bootstrap_mean_ci(
+    xs: &[f64],
+    resamples: usize,
+    level: f64,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    if xs.is_empty() {
+        return None;
+    }
+    bootstrap_ci(resamples, level, seed, |rng| {
+        let sum: f64 = (0..xs.len()).map(|_| xs[rng.index(xs.len())]).sum();
+        Some(sum / xs.len() as f64)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +174,25 @@ mod tests {
         assert!(a.0 <= m && m <= a.1, "{a:?} vs {m}");
         let c = bootstrap_median_ci(&[3.0; 5], 100, 0.95, 1).unwrap();
         assert_eq!(c, (3.0, 3.0));
+    }
+
+    #[test]
+    fn bootstrap_of_the_mean_on_known_data() {
+        // Resamples of [0, 10] have means 0, 5, 10 with chances 1/4, 1/2, 1/4: the 2.5 % and
+        // 97.5 % quantiles of 2000 of them are 0 and 10.
+        let ci = bootstrap_mean_ci(&[0.0, 10.0], 2000, 0.95, BOOTSTRAP_SEED).unwrap();
+        assert_eq!(ci, (0.0, 10.0));
+        // A 40 % interval (the 30 % and 70 % quantiles) is the middle mean.
+        let mid = bootstrap_mean_ci(&[0.0, 10.0], 2000, 0.4, BOOTSTRAP_SEED).unwrap();
+        assert_eq!(mid, (5.0, 5.0));
+        assert_eq!(bootstrap_mean_ci(&[7.5], 2000, 0.95, 1), Some((7.5, 7.5)));
+        assert_eq!(bootstrap_mean_ci(&[], 2000, 0.95, 1), None);
+        let xs = [2.0, 4.0, 4.0, 5.0, 9.0];
+        let (lo, hi) = bootstrap_mean_ci(&xs, 2000, 0.95, BOOTSTRAP_SEED).unwrap();
+        assert!(
+            (2.0..4.8).contains(&lo) && (4.8..=9.0).contains(&hi) && hi > 4.8,
+            "{lo} {hi}"
+        );
     }
 
     #[test]
