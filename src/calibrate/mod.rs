@@ -1,8 +1,10 @@
-//! `starvation calibrate`: fit the pool's starvation delay to the paper's baseline busy-worker
-//! curve, by least squares over simulated runs of the profile ([`sim`]). Only that one curve
+//! `starvation calibrate`: fit the pool's starvation delay to a busy-worker curve — the paper's
+//! baseline mean, or the .NET 8 runtime's from a `compare` folder ([`reference`]) — by least
+//! squares over simulated runs of the profile ([`sim`], the serve command's own pool rules). Only that one curve
 //! is fitted; queue length, p99 and the time to first scale stay free to validate the fit
 //! (the report's Fidelity section).
 
+pub mod reference;
 pub mod sim;
 
 use clap::Parser;
@@ -21,15 +23,24 @@ use sim::{Scenario, Trace, simulate};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
-    about = "Fit the pool's --starvation-delay to the paper's baseline busy-worker-thread \
-mean curve by least squares over simulated runs of a profile, and print the fit and its error."
+    about = "Fit the pool's --starvation-delay to a busy-worker-thread curve, the paper's \
+baseline mean (default) or the .NET 8 runtime's under the same profile (--reference, from \
+`starvation compare`), by least squares over simulated runs of the profile, and print the fit \
+and its error."
 )]
 pub struct Opts {
     /// The paper's raw exports (`paired_metric_exports/`, one folder per pair), aggregated here
     /// by our own `aggregate`. Default: the mean curve shipped in the binary, from the same
     /// aggregate of the same 98 pairs (scripts/paper-raw-summary.sh).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "reference")]
     pub runs: Option<PathBuf>,
+
+    /// Fit to the .NET 8 runtime instead of the paper: a `starvation compare --scenario
+    /// profile:NAME --out DIR` folder of the same profile; its .NET side's busy-thread curve,
+    /// averaged over its runs, is the target. The model's pool runs .NET's own constants, so a
+    /// faithful model fits near .NET's 500 ms here.
+    #[arg(long, value_name = "DIR")]
+    pub reference: Option<PathBuf>,
 
     /// The profile whose load, block time, min threads, timeout, VUs and other pool flags
     /// (`serve_args`) the simulated replica uses: `paper`, `quick` or a TOML file. Its own
@@ -301,7 +312,10 @@ pub fn render(fit: &Fit) -> String {
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let profile = Profile::resolve(&opts.profile)?;
-    let (paper, target) = target_curve(opts.runs.as_deref())?;
+    let (paper, target) = match &opts.reference {
+        Some(dir) => reference::dotnet_busy_curve(dir, &profile)?,
+        None => target_curve(opts.runs.as_deref())?,
+    };
     let json = opts.json.clone();
     // Hundreds of simulated runs: CPU work, off the async threads.
     let fit = tokio::task::spawn_blocking(move || fit(&opts, &profile, &paper, target)).await??;

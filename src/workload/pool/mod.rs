@@ -17,8 +17,11 @@
 //! - the gate thread ticks every 500 ms after its previous tick's actual time (so the grid drifts
 //!   later by each wake-up's latency), parks after two ticks with no thread request and restarts
 //!   (re-anchored) at the next one — `GateThread`, `DelayHelper`;
-//! - a created worker reaches its first request 44 ms after it was created (measured), so the
-//!   tick after an injection finds the clock younger than 500 ms;
+//! - a worker injected at a tick stamps the clock as it takes the request, so the next tick
+//!   finds the clock exactly one period old (not older) and fully starved the pool gains one
+//!   thread per second; items started on ticks end just before the tick four periods later
+//!   (the grid drifts later), so once a few threads cover the four phases of a 2 s cycle,
+//!   starvation injection all but stops (measured, docs/dotnet-pool.md §6);
 //!   each tick injects one thread if a request is pending and the last progress is strictly
 //!   older than 500 ms (at CPU >= 80 %, goal x 1000 ms);
 //! - hill climbing ([`super::hill_climbing`]) samples completion throughput on completions and
@@ -60,8 +63,10 @@ pub struct PoolConfig {
     /// Resolution of the clock the starvation rule reads (.NET: `Environment.TickCount`, which
     /// on Linux advanced in 4 ms steps here: every probed timestamp was a multiple of 4).
     pub tick_resolution: Duration,
-    /// How long a newly created worker takes to reach its first thread request (measured on
-    /// .NET 8.0.4 here: 44 ms from the injecting tick to the new worker's clock write).
+    /// How long a newly created worker takes to reach its first thread request. .NET 8.0.4
+    /// here: 0–16 ms from the injecting tick to the new worker's clock write in a 1 ms probe of
+    /// a burst, 44 ms in an earlier probe on a busier machine (docs/dotnet-pool.md §1, §6). The
+    /// model's threads start in well under a millisecond; default 0.
     pub thread_start_delay: Duration,
     /// Hill climbing's constants; `None` disables it (.NET:
     /// `System.Threading.ThreadPool.HillClimbing.Disable`).
@@ -82,7 +87,7 @@ impl PoolConfig {
             cpu_high_delay_per_thread: Duration::from_millis(1000),
             idle_timeout: Duration::from_secs(20),
             tick_resolution: Duration::from_millis(4),
-            thread_start_delay: Duration::from_millis(44),
+            thread_start_delay: Duration::ZERO,
             hill_climbing: Some(HillClimbingConfig::dotnet_defaults()),
             seed: 0,
         }
