@@ -2,67 +2,12 @@
 //! from a `starvation compare --out DIR` folder (`summary.json` says what ran, `curves.csv` holds
 //! every second of every run of both sides).
 
-use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::experiment::Profile;
+pub use crate::experiment::reference::ReferenceError;
+use crate::experiment::reference::dotnet_curves;
 use crate::figures::Series;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReferenceError {
-    #[error(
-        "--reference {}: cannot read {file} ({source}); give a folder written by `starvation compare --out DIR`",
-        dir.display()
-    )]
-    Read {
-        dir: PathBuf,
-        file: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("--reference {}: {file} is not what `starvation compare` writes: {detail}", dir.display())]
-    Format {
-        dir: PathBuf,
-        file: &'static str,
-        detail: String,
-    },
-    #[error(
-        "--reference {}: it compared under `{scenario}` (block {block_ms} ms, {processors} processor(s)), \
-         but calibrate simulates profile {profile} (stages {stages}, block {profile_block_ms} ms, min threads \
-         {min_threads}); run `starvation compare --scenario profile:{profile} --out DIR` or pass the \
-         matching --profile",
-        dir.display()
-    )]
-    OtherLoad {
-        dir: PathBuf,
-        scenario: String,
-        block_ms: u64,
-        processors: u32,
-        profile: String,
-        stages: String,
-        profile_block_ms: u64,
-        min_threads: u32,
-    },
-}
-
-/// The part of `summary.json` that says what ran.
-#[derive(Debug, Deserialize)]
-struct SummaryHead {
-    scenario: String,
-    runtime: String,
-    processors: u32,
-    block_ms: u64,
-}
-
-/// One row of `curves.csv` (the columns calibrate reads).
-#[derive(Debug, Deserialize)]
-struct CurveRow {
-    run: u32,
-    side: String,
-    t_s: f64,
-    busy: Option<f64>,
-}
 
 /// The .NET side's busy-thread curve of `dir`, averaged over its runs at each second, and a
 /// description of where it came from. Refused unless `dir` ran `profile`'s load.
@@ -70,68 +15,14 @@ pub fn dotnet_busy_curve(
     dir: &Path,
     profile: &Profile,
 ) -> Result<(Series, String), ReferenceError> {
-    let read = |file: &'static str| {
-        std::fs::read(dir.join(file)).map_err(|source| ReferenceError::Read {
-            dir: dir.to_path_buf(),
-            file,
-            source,
-        })
-    };
-    let format = |file: &'static str, detail: String| ReferenceError::Format {
-        dir: dir.to_path_buf(),
-        file,
-        detail,
-    };
-    let head: SummaryHead = serde_json::from_slice(&read("summary.json")?)
-        .map_err(|e| format("summary.json", e.to_string()))?;
-    let expected = format!("profile {}: stages {}", profile.name, profile.stages);
-    if head.scenario != expected
-        || head.block_ms != profile.block_ms
-        || head.processors != profile.min_threads
-    {
-        return Err(ReferenceError::OtherLoad {
-            dir: dir.to_path_buf(),
-            scenario: head.scenario,
-            block_ms: head.block_ms,
-            processors: head.processors,
-            profile: profile.name.clone(),
-            stages: profile.stages.clone(),
-            profile_block_ms: profile.block_ms,
-            min_threads: profile.min_threads,
-        });
-    }
-    let csv = read("curves.csv")?;
-    let mut per_second: BTreeMap<u64, (f64, u32)> = BTreeMap::new();
-    let mut runs = std::collections::BTreeSet::new();
-    for (i, row) in csv::Reader::from_reader(csv.as_slice())
-        .deserialize::<CurveRow>()
-        .enumerate()
-    {
-        let row = row.map_err(|e| format("curves.csv", format!("row {}: {e}", i + 2)))?;
-        if row.side != "dotnet" {
-            continue;
-        }
-        runs.insert(row.run);
-        if let Some(busy) = row.busy {
-            let e = per_second.entry(row.t_s.round() as u64).or_default();
-            e.0 += busy;
-            e.1 += 1;
-        }
-    }
-    if per_second.is_empty() {
-        return Err(format("curves.csv", "no .NET busy-thread values".into()));
-    }
-    let curve = per_second
-        .into_iter()
-        .map(|(t, (sum, n))| (t as f64, sum / f64::from(n)))
-        .collect();
+    let c = dotnet_curves(dir, profile)?;
     let what = format!(
         ".NET {} runs ({} of them) in {}",
-        head.runtime,
-        runs.len(),
+        c.runtime,
+        c.runs,
         dir.display()
     );
-    Ok((curve, what))
+    Ok((c.busy, what))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod local;
 pub mod plan;
 pub mod profile;
 pub mod record;
+pub mod reference;
 pub mod report;
 pub mod runner;
 pub mod swarm;
@@ -193,6 +194,13 @@ pub struct Opts {
     /// Finished runs are kept.
     #[arg(long)]
     pub resume: bool,
+    /// A reference run: a folder written by `starvation compare --out DIR` under the same
+    /// profile (`--scenario profile:NAME`; same stages, block_ms and min_threads, checked before
+    /// anything runs). The report then puts a "Model vs .NET 8" table (baseline busy threads,
+    /// queue and p99 against the .NET side's mean curves) beside the paper's. On --resume: as
+    /// first given, unless given again.
+    #[arg(long, value_name = "DIR")]
+    pub reference: Option<PathBuf>,
     #[command(flatten)]
     pub swarm: swarm::SwarmOpts,
 }

@@ -35,6 +35,10 @@ pub struct State {
     /// `--workload dotnet`: the Microsoft.NETCore.App version found when it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dotnet_runtime: Option<String>,
+    /// `--reference`: a `starvation compare` folder of the same profile the report compares
+    /// the baseline with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<PathBuf>,
 }
 
 const STATE_FORMAT: &str = "starvation-experiment/1";
@@ -84,6 +88,14 @@ pub(super) struct Prepared {
     pub state: State,
     pub out: PathBuf,
     pub sut: Option<crate::dotnet::Sut>,
+}
+
+/// Refuses a `--reference` folder that is unreadable or compared another load.
+fn check_reference(reference: Option<&Path>, profile: &Profile) -> anyhow::Result<()> {
+    if let Some(dir) = reference {
+        super::reference::dotnet_curves(dir, profile)?;
+    }
+    Ok(())
 }
 
 /// Refuses a load generator that cannot run here, before anything starts.
@@ -142,6 +154,7 @@ pub(super) async fn prepare(opts: &Opts) -> anyhow::Result<Prepared> {
         return Ok(Prepared { state, out, sut });
     }
     let profile = Profile::resolve(opts.profile.as_deref().unwrap_or("paper"))?;
+    check_reference(opts.reference.as_deref(), &profile)?;
     let rules_path = opts.rules.clone().or_else(|| profile.rules.clone());
     let rules = match &rules_path {
         Some(p) => std::fs::read_to_string(p)
@@ -198,6 +211,7 @@ pub(super) async fn prepare(opts: &Opts) -> anyhow::Result<Prepared> {
         workload,
         dotnet: opts.dotnet.clone(),
         dotnet_runtime,
+        reference: opts.reference.clone(),
     };
     std::fs::create_dir_all(&out)
         .with_context(|| format!("--out {}: cannot create it", out.display()))?;
@@ -254,6 +268,10 @@ async fn resume_state(
     if let Some(r) = opts.runs {
         st.runs = r;
     }
+    if opts.reference.is_some() {
+        st.reference = opts.reference.clone();
+    }
+    check_reference(st.reference.as_deref(), &st.profile)?;
     if opts.backend.is_some_and(|b| b != st.backend)
         || opts.monitor.is_some_and(|m| m != st.monitor)
         || opts.load.is_some_and(|l| l != st.load)
@@ -293,4 +311,72 @@ async fn resume_state(
         monitor::parse_rules(&st.rules)?;
     }
     Ok((st, sut))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        opts: Opts,
+    }
+
+    fn opts(args: &[&str]) -> Opts {
+        use clap::Parser as _;
+        Cli::try_parse_from(std::iter::once("experiment").chain(args.iter().copied()))
+            .unwrap()
+            .opts
+    }
+
+    #[tokio::test]
+    async fn a_reference_of_another_load_is_refused_before_anything_runs() {
+        let reference = super::super::reference::tests::folder(
+            "burst: 20 concurrent requests (cut at 1m)",
+            "1,dotnet,0,1,1,0,,,0\n",
+        );
+        let out = tempfile::tempdir().unwrap();
+        let out = out.path().join("exp");
+        let o = opts(&[
+            "--profile",
+            "quick",
+            "--reference",
+            reference.path().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let e = prepare(&o).await.err().expect("refused").to_string();
+        assert!(e.contains("it compared under `burst"), "{e}");
+        assert!(e.contains("--scenario profile:quick"), "{e}");
+        assert!(!out.exists(), "nothing written before the refusal");
+    }
+
+    #[tokio::test]
+    async fn a_reference_of_the_profile_is_recorded_in_the_plan() {
+        let quick = Profile::quick();
+        let reference = super::super::reference::tests::folder(
+            &format!("profile quick: stages {}", quick.stages),
+            "1,dotnet,0,1,1,0,,,0\n",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("exp");
+        let o = opts(&[
+            "--profile",
+            "quick",
+            "--reference",
+            reference.path().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let p = prepare(&o).await.unwrap();
+        assert_eq!(p.state.reference.as_deref(), Some(reference.path()));
+        let saved: State =
+            serde_json::from_slice(&std::fs::read(out.join(STATE_FILE)).unwrap()).unwrap();
+        assert_eq!(saved.reference.as_deref(), Some(reference.path()));
+        // --resume sees it without the flag.
+        let o = opts(&["--resume", "--out", out.to_str().unwrap()]);
+        let (st, _) = resume_state(&o, &out).await.unwrap();
+        assert_eq!(st.reference.as_deref(), Some(reference.path()));
+    }
 }

@@ -191,6 +191,7 @@ fn state() -> State {
         workload: Default::default(),
         dotnet: Default::default(),
         dotnet_runtime: None,
+        reference: None,
     }
 }
 

@@ -207,6 +207,9 @@ pub fn render_markdown(r: &Report) -> String {
         p,
         r.baseline.runs.min(r.scaled.runs),
     ));
+    if let Some(d) = &r.dotnet_reference {
+        md.push_str(&dotnet_section(d, r.baseline.runs));
+    }
     md.push_str("## Figures\n\n");
     for f in &r.figures {
         md.push_str(&format!("![{f}]({f})\n\n"));
@@ -306,6 +309,41 @@ fn goals_table(goals: &[super::Goal], runs: usize) -> String {
             short(g.target_low),
             short(g.target_high),
             match g.met {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "–",
+            }
+        ));
+    }
+    md.push('\n');
+    md
+}
+
+/// "Model vs .NET 8": the baseline's mean curves against a compare folder's .NET side
+/// (`runs`: baseline runs).
+fn dotnet_section(d: &super::DotnetComparison, runs: usize) -> String {
+    let mut md = format!(
+        "## Model vs .NET 8\n\nOur baseline mean curves ({runs} run(s), one replica, no scaling) \
+         against the .NET {} runtime's mean curves ({} run(s)) in the reference run `{}` \
+         (`starvation compare`, same profile). NRMSE: root-mean-square difference over the common \
+         seconds, divided by the .NET curve's range. p99 in seconds on both sides.\n\n\
+         | metric | peak | at | .NET peak | .NET at | NRMSE | goal | met |\n\
+         |---|---:|---:|---:|---:|---:|---|---|\n",
+        d.runtime, d.dotnet_runs, d.reference
+    );
+    for row in &d.rows {
+        md.push_str(&format!(
+            "| {} | {} | {} s | {} | {} s | {} | {} | {} |\n",
+            row.metric,
+            short(row.peak),
+            num(row.peak_at_s),
+            short(row.dotnet_peak),
+            num(row.dotnet_peak_at_s),
+            row.nrmse
+                .map(|n| format!("{n:.2}"))
+                .unwrap_or_else(|| "–".into()),
+            row.goal,
+            match row.met {
                 Some(true) => "yes",
                 Some(false) => "no",
                 None => "–",

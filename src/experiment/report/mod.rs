@@ -1,6 +1,7 @@
 //! After the runs: aggregate, figures, and `report.md` + `report.json`.
 
 mod comparison;
+mod dotnet;
 mod fidelity;
 mod goals;
 mod markdown;
@@ -9,6 +10,7 @@ mod paper;
 mod placement;
 
 pub use comparison::PaperComparison;
+pub use dotnet::{DotnetComparison, DotnetGoal, DotnetRow, dotnet_comparison};
 pub use fidelity::{Fidelity, FidelityRow, fidelity, paper_curve};
 pub use goals::{Goal, goals};
 pub use markdown::render_markdown;
@@ -53,6 +55,10 @@ pub struct Report {
     /// whose load is not the paper's, why not. Serialised as the keys `fidelity` and `goals`.
     #[serde(flatten)]
     pub paper_comparison: PaperComparison,
+    /// With `--reference`: the baseline's mean curves against the .NET side of that compare
+    /// folder ("Model vs .NET 8"); absent without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dotnet_reference: Option<DotnetComparison>,
     /// Scale events in every scaled run and none in any baseline run, and the scaled p99 peak
     /// at least 5 % below the baseline's ([`VERDICT_P99_RATIO`]).
     pub verdict_scaling_helped: bool,
@@ -140,6 +146,11 @@ pub fn finish(out: &Path, st: &State) -> anyhow::Result<Vec<String>> {
         }),
         paper_raw: paper_raw(),
         paper_comparison: PaperComparison::of(&st.profile, &agg, &pairs)?,
+        dotnet_reference: st
+            .reference
+            .as_deref()
+            .map(|r| dotnet_comparison(&agg, r, &st.profile))
+            .transpose()?,
         verdict_scaling_helped: verdict,
         machine: machine(),
         figures,
@@ -182,6 +193,80 @@ mod verdict_tests {
             replicas_max: 1.0,
             per_run: Vec::new(),
         }
+    }
+
+    fn report(dotnet_reference: Option<DotnetComparison>) -> Report {
+        let quick = crate::experiment::Profile::quick();
+        Report {
+            format: "starvation-report/1".into(),
+            generated: chrono::Utc::now(),
+            starvation_version: "0".into(),
+            backend: "local".into(),
+            monitor: "embedded".into(),
+            workload: "model".into(),
+            state: State {
+                format: "starvation-experiment/1".into(),
+                runs: 1,
+                profile: quick.clone(),
+                rules: String::new(),
+                started: chrono::Utc::now(),
+                backend: Default::default(),
+                monitor: Default::default(),
+                swarm: Default::default(),
+                load: Default::default(),
+                workload: Default::default(),
+                dotnet: Default::default(),
+                dotnet_runtime: None,
+                reference: None,
+            },
+            baseline: role(1.0, 1, 0),
+            scaled: role(1.0, 1, 1),
+            paper: serde_json::Value::Null,
+            paper_raw: paper_raw(),
+            paper_comparison: PaperComparison::NotComparable(
+                quick.comparable_with_paper().unwrap_err(),
+            ),
+            dotnet_reference,
+            verdict_scaling_helped: false,
+            machine: machine(),
+            figures: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_model_vs_dotnet_section_only_with_a_reference() {
+        let md = render_markdown(&report(None));
+        assert!(!md.contains("Model vs .NET 8"), "{md}");
+        let json = serde_json::to_value(report(None)).unwrap();
+        assert!(json.get("dotnet_reference").is_none());
+        let d = DotnetComparison {
+            reference: "cmp".into(),
+            runtime: "8.0.4".into(),
+            dotnet_runs: 3,
+            rows: vec![DotnetRow {
+                metric: crate::results::metrics::BUSY_WORKER_THREADS.into(),
+                peak: 6.0,
+                peak_at_s: 40.0,
+                dotnet_peak: 5.0,
+                dotnet_peak_at_s: 42.0,
+                nrmse: Some(0.1234),
+                goal: DotnetGoal::NrmseAtMost(0.15),
+                met: Some(true),
+            }],
+        };
+        let md = render_markdown(&report(Some(d.clone())));
+        assert!(md.contains("## Model vs .NET 8\n"), "{md}");
+        assert!(
+            md.contains(
+                "| Busy Worker Threads | 6 | 40 s | 5 | 42 s | 0.12 | NRMSE ≤ 0.15 | yes |"
+            ),
+            "{md}"
+        );
+        let json = serde_json::to_value(report(Some(d))).unwrap();
+        assert_eq!(
+            json["dotnet_reference"]["rows"][0]["goal"]["kind"],
+            "nrmse_at_most"
+        );
     }
 
     #[test]
