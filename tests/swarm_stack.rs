@@ -319,6 +319,12 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
         "http://webserver:5000/test-threadpool",
         "--stages",
         "20:10s,35:40s",
+        // The pool gains threads as .NET 8's does (about one a second, then by hill climbing),
+        // so the backlog outlives the load by more than k6's default 30 s: let it drain.
+        "--graceful-stop",
+        "120s",
+        "--timeout",
+        "150s",
     ]);
 
     // The alert fires, Alertmanager calls the scaler, the scaler scales through the Engine API.
@@ -424,7 +430,7 @@ async fn the_stack_detects_starvation_and_scales_on_a_real_swarm() {
     })
     .await;
     eprintln!("replicas serving: {serving}");
-    let load_exit = wait_for("the load to finish", Duration::from_secs(150), async || {
+    let load_exit = wait_for("the load to finish", Duration::from_secs(240), async || {
         let (_, state) = docker(&[
             "inspect",
             "--format",
