@@ -17,6 +17,22 @@ async fn start(args: &[&str]) -> Server {
         .unwrap()
 }
 
+/// A server whose goal moves only by starvation injection (hill climbing off).
+async fn start_gate_only(min_threads: u32, block_ms: u64, data_dir: &std::path::Path) -> Server {
+    let (min, block) = (min_threads.to_string(), block_ms.to_string());
+    let data_dir = data_dir.to_str().unwrap();
+    start(&[
+        "--min-threads",
+        &min,
+        "--block-ms",
+        &block,
+        "--no-hill-climbing",
+        "--data-dir",
+        data_dir,
+    ])
+    .await
+}
+
 /// Fires `n` concurrent `/test-threadpool` requests and waits for all; every one must succeed.
 async fn burst(client: &reqwest::Client, base: &str, n: usize) {
     let requests = (0..n).map(|_| client.get(format!("{base}/test-threadpool")).send());
@@ -36,16 +52,7 @@ async fn metrics(client: &reqwest::Client, base: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_starved_pool_gains_one_thread_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(&[
-        "--min-threads",
-        "1",
-        "--block-ms",
-        "6000",
-        "--no-hill-climbing",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ])
-    .await;
+    let server = start_gate_only(1, 6000, dir.path()).await;
     let base = format!("http://{}", server.local_addr());
     let client = reqwest::Client::new();
     let burst_start = Instant::now();
@@ -94,16 +101,7 @@ async fn a_starved_pool_gains_one_thread_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn completions_keep_the_gate_from_injecting() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(&[
-        "--min-threads",
-        "2",
-        "--block-ms",
-        "300",
-        "--no-hill-climbing",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ])
-    .await;
+    let server = start_gate_only(2, 300, dir.path()).await;
     let base = format!("http://{}", server.local_addr());
     let client = reqwest::Client::new();
     let watcher = tokio::spawn({
